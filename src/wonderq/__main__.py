@@ -1,0 +1,5 @@
+"""`python -m wonderq` runs the `wonderq` command."""
+
+from wonderq.cli import main
+
+main()

@@ -1,0 +1,250 @@
+"""The actor: the one task that owns the core, and the async facade (`ActorHandle`) every other task reaches it by.
+
+Nothing else touches the core. Commands arrive over a bounded trio memory channel, each with a one-shot reply
+slot. Per wake-up the actor drains every waiting command, applies them in order, serves parked long polls, and
+then answers all of them without ever blocking: a requester that has gone is skipped, and leases meant for it
+go straight back to their queue. Receives with `wait` park here until a message is ready or their time is up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
+
+import outcome
+import trio
+
+from wonderq.clock import WallClock
+from wonderq.commands import AnyCommand, Command, Receive, ReturnUndelivered, StopParking, execute
+from wonderq.core import Core
+from wonderq.errors import ShuttingDown, WonderQError
+from wonderq.model import Lease
+
+R = TypeVar("R")
+
+INBOX_SIZE = 1024  # commands queued before requesters wait (backpressure)
+MAX_DRAIN = 1024  # commands applied per wake-up before their replies go out
+
+
+class ReplySlot(Generic[R]):
+    """A one-shot reply channel: the actor fills it once and never blocks; the requester awaits it."""
+
+    __slots__ = ("_event", "_result", "abandoned")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._result: outcome.Outcome[R] | None = None
+        self.abandoned = False  # the requester stopped waiting (cancelled: its client went away)
+
+    def deliver(self, result: outcome.Outcome[R]) -> bool:
+        """Fill the slot. False if the requester has gone, so the caller can undo what the reply handed out."""
+        if self.abandoned or self._result is not None:
+            return False
+        self._result = result
+        self._event.set()
+        return True
+
+    async def wait(self) -> R:
+        try:
+            await self._event.wait()
+        except BaseException:
+            self.abandoned = True
+            raise
+        assert self._result is not None
+        return self._result.unwrap()
+
+    def undelivered(self) -> outcome.Outcome[R] | None:
+        """A result that was filled in but never taken (the requester was cancelled at the last moment)."""
+        return self._result if self.abandoned else None
+
+
+Envelope = tuple[AnyCommand | StopParking, ReplySlot[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStatistics:
+    backlog: int  # commands waiting in the inbox
+    parked: int  # long polls waiting for a message
+    commands: int  # applied since start
+    batches: int  # wake-ups since start; commands / batches is the mean drain size
+
+
+class ActorHandle:
+    """What handlers hold: send a command, await its reply. Safe to share between any number of tasks."""
+
+    def __init__(self, inbox: trio.MemorySendChannel[Envelope], actor: Actor) -> None:
+        self._inbox = inbox
+        self._actor = actor
+
+    async def ask(self, command: Command[R]) -> R:
+        slot = ReplySlot[R]()
+        envelope = cast(Envelope, (command, slot))
+        try:
+            await self._inbox.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ShuttingDown("the broker is shutting down") from None
+        try:
+            return await slot.wait()
+        except BaseException:
+            self._return_late_leases(command, slot)
+            raise
+
+    def statistics(self) -> ActorStatistics:
+        return self._actor.statistics()
+
+    def _return_late_leases(self, command: Command[Any], slot: ReplySlot[Any]) -> None:
+        late = slot.undelivered()
+        if not isinstance(command, Receive) or not isinstance(late, outcome.Value) or not late.value:
+            return
+        # If the inbox is full or closed the leases still end at their deadline: delayed, never lost.
+        with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            self._inbox.send_nowait((ReturnUndelivered(command.queue, late.value), ReplySlot[None]()))
+
+
+@dataclass(eq=False, slots=True)
+class _Parked:
+    command: Receive
+    slot: ReplySlot[list[Lease]]
+    deadline: float  # trio seconds
+    done: bool = False
+
+
+class Actor:
+    def __init__(self, core: Core, clock: WallClock) -> None:
+        self._core = core
+        self._clock = clock
+        self._send, self._inbox = trio.open_memory_channel[Envelope](INBOX_SIZE)
+        self._parked: dict[str, deque[_Parked]] = {}
+        self._parked_deadlines: list[tuple[float, int, _Parked]] = []
+        self._parked_count = 0
+        self._parking = True  # False once shutting down: receives with `wait` then answer at once
+        self._order = itertools.count()
+        self._replies: list[tuple[AnyCommand | StopParking, ReplySlot[Any], outcome.Outcome[Any]]] = []
+        self._commands = 0
+        self._batches = 0
+        self.handle = ActorHandle(self._send, self)
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            backlog=self._inbox.statistics().current_buffer_used,
+            parked=self._parked_count,
+            commands=self._commands,
+            batches=self._batches,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the core until cancelled. An unexpected exception is a bug: it propagates and stops the server."""
+        task_status.started()
+        try:
+            while True:
+                batch = await self._next_batch()
+                now = self._clock.now()
+                for command, slot in batch:
+                    self._apply(command, slot, now)
+                self._serve_parked(now)
+                self._end_parked_at(trio.current_time())
+                self._send_replies(now)
+                self._commands += len(batch)
+                self._batches += 1
+        finally:
+            self._refuse_everything()
+
+    async def _next_batch(self) -> list[Envelope]:
+        batch: list[Envelope] = []
+        wake_at = self._parked_deadlines[0][0] if self._parked_deadlines else math.inf
+        with trio.move_on_at(wake_at):
+            batch.append(await self._inbox.receive())
+        while len(batch) < MAX_DRAIN:
+            try:
+                batch.append(self._inbox.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return batch
+
+    def _apply(self, command: AnyCommand | StopParking, slot: ReplySlot[Any], now: float) -> None:
+        if isinstance(command, StopParking):
+            self._parking = False
+            self._end_parked_at(math.inf)
+            self._replies.append((command, slot, outcome.Value(None)))
+            return
+        try:
+            result = execute(self._core, command, now=now)
+        except WonderQError as error:
+            self._replies.append((command, slot, outcome.Error(error)))
+            return
+        if isinstance(command, Receive) and not result and command.wait > 0 and self._parking:
+            self._park(command, slot, now)
+            return
+        self._replies.append((command, slot, outcome.Value(result)))
+
+    def _park(self, command: Receive, slot: ReplySlot[list[Lease]], now: float) -> None:
+        parked = _Parked(command, slot, deadline=self._clock.to_trio(now + command.wait))
+        self._parked.setdefault(command.queue, deque()).append(parked)
+        heapq.heappush(self._parked_deadlines, (parked.deadline, next(self._order), parked))
+        self._parked_count += 1
+
+    def _serve_parked(self, now: float) -> None:
+        """Answer parked receives, oldest first, on every queue that has a message ready for them."""
+        for name, waiting in list(self._parked.items()):
+            while waiting:
+                parked = waiting[0]
+                if not (parked.done or parked.slot.abandoned):
+                    try:
+                        if not self._core.has_ready(name, now=now):
+                            break
+                        result: outcome.Outcome[Any] = outcome.Value(execute(self._core, parked.command, now=now))
+                    except WonderQError as error:  # the queue was deleted while they waited
+                        result = outcome.Error(error)
+                    self._replies.append((parked.command, parked.slot, result))
+                self._finish(parked)
+                waiting.popleft()
+            if not waiting:
+                del self._parked[name]
+
+    def _end_parked_at(self, trio_now: float) -> None:
+        """Answer with an empty list every parked receive whose wait is over."""
+        while self._parked_deadlines and self._parked_deadlines[0][0] <= trio_now:
+            _, _, parked = heapq.heappop(self._parked_deadlines)
+            if not parked.done:
+                self._finish(parked)
+                self._replies.append((parked.command, parked.slot, outcome.Value([])))
+
+    def _finish(self, parked: _Parked) -> None:
+        if not parked.done:
+            parked.done = True
+            self._parked_count -= 1
+
+    def _send_replies(self, now: float) -> None:
+        while self._replies:
+            replies, self._replies = self._replies, []
+            returned = False
+            for command, slot, result in replies:
+                if slot.deliver(result) or not isinstance(command, Receive):
+                    continue
+                if isinstance(result, outcome.Value) and result.value:
+                    # The requester went away: its leases go back at once, first to anyone still parked.
+                    self._core.return_undelivered(command.queue, result.value, now=now)
+                    returned = True
+            if returned:
+                self._serve_parked(now)
+
+    def _refuse_everything(self) -> None:
+        """On the way out, answer everyone still waiting so that no requester hangs on a dead actor."""
+        refusal: outcome.Outcome[Any] = outcome.Error(ShuttingDown("the broker is shutting down"))
+        while True:
+            try:
+                _, slot = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            slot.deliver(refusal)
+        self._inbox.close()
+        for waiting in self._parked.values():
+            for parked in waiting:
+                parked.slot.deliver(refusal)
+        for _, slot, _ in self._replies:
+            slot.deliver(refusal)

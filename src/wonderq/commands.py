@@ -1,0 +1,188 @@
+"""The closed set of commands the actor accepts, each naming its reply type, and their pure dispatch onto the core.
+
+A command is a frozen value: it can be logged, queued or journaled. `execute` is the only place that maps a
+command to a core call; `match` plus `assert_never` lets mypy prove that every command is handled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeAlias, TypeVar, assert_never
+
+from wonderq.core import Core
+from wonderq.errors import InvalidParameter
+from wonderq.model import AckReport, Lease, Payload, PeekPage, QueueStats, State
+
+R = TypeVar("R")
+
+MAX_WAIT = 20.0  # seconds a receive may long-poll, as in SQS
+
+
+class Command(Generic[R]):
+    """Base of every command; `R` is the type of its reply."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PutQueue(Command[tuple[QueueStats, bool]]):
+    queue: str
+    visibility_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteQueue(Command[None]):
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetQueue(Command[QueueStats]):
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListQueues(Command[list[QueueStats]]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Purge(Command[int]):
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send(Command[list[str]]):
+    """Send one or more messages, all or none. The reply lists their ids in order."""
+
+    queue: str
+    payloads: Sequence[Payload]
+
+
+@dataclass(frozen=True, slots=True)
+class Receive(Command[list[Lease]]):
+    """Lease up to `max_messages`. With `wait` > 0 the actor parks the request until a message is ready or
+    `wait` seconds pass; the reply is then an empty list."""
+
+    queue: str
+    max_messages: int = 1
+    visibility_timeout: float | None = None
+    wait: float = 0.0
+    consumer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Command[None]):
+    """Acknowledge one delivery. `receipt=None` accepts any live lease (the classic API only)."""
+
+    queue: str
+    message_id: str
+    receipt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AckBatch(Command[AckReport]):
+    queue: str
+    receipts: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeVisibility(Command[float | None]):
+    queue: str
+    message_id: str
+    receipt: str
+    visibility_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Peek(Command[PeekPage]):
+    queue: str
+    state: State | None = None
+    limit: int = 100
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnUndelivered(Command[None]):
+    """Put back leases whose requester went away before it could take them."""
+
+    queue: str
+    leases: Sequence[Lease]
+
+
+@dataclass(frozen=True, slots=True)
+class Expire(Command[int]):
+    """Release every lease that is due; sent by the ticker."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopParking(Command[None]):
+    """Answer every parked receive now (with no messages) and park no more: the server is shutting down.
+    Handled by the actor itself, since parked receives are actor state, not queue state."""
+
+
+AnyCommand: TypeAlias = (
+    PutQueue
+    | DeleteQueue
+    | GetQueue
+    | ListQueues
+    | Purge
+    | Send
+    | Receive
+    | Ack
+    | AckBatch
+    | ChangeVisibility
+    | Peek
+    | ReturnUndelivered
+    | Expire
+)
+
+
+def check_wait(wait: float) -> float:
+    if not (0 <= wait <= MAX_WAIT) or math.isnan(wait):
+        raise InvalidParameter(f"wait must be between 0 and {MAX_WAIT:g} seconds, got {wait}")
+    return wait
+
+
+def execute(core: Core, command: AnyCommand, *, now: float) -> object:
+    """Apply one command to the core and return its reply. Domain errors propagate as WonderQError."""
+    match command:
+        case PutQueue(queue, visibility_timeout):
+            return core.put_queue(queue, visibility_timeout=visibility_timeout, now=now)
+        case DeleteQueue(queue):
+            core.delete_queue(queue, now=now)
+            return None
+        case GetQueue(queue):
+            return core.queue_stats(queue, now=now)
+        case ListQueues():
+            return core.list_queues(now=now)
+        case Purge(queue):
+            return core.purge(queue, now=now)
+        case Send(queue, payloads):
+            return core.send_batch(queue, payloads, now=now)
+        case Receive(queue, max_messages, visibility_timeout, wait, consumer):
+            check_wait(wait)
+            return core.receive(
+                queue,
+                max_messages=max_messages,
+                visibility_timeout=visibility_timeout,
+                consumer=consumer,
+                now=now,
+            )
+        case Ack(queue, message_id, receipt):
+            core.ack(queue, message_id, receipt, now=now)
+            return None
+        case AckBatch(queue, receipts):
+            return core.ack_batch(queue, receipts, now=now)
+        case ChangeVisibility(queue, message_id, receipt, visibility_timeout):
+            return core.change_visibility(queue, message_id, receipt, visibility_timeout, now=now)
+        case Peek(queue, state, limit, after):
+            return core.peek(queue, state=state, limit=limit, after=after, now=now)
+        case ReturnUndelivered(queue, leases):
+            core.return_undelivered(queue, leases, now=now)
+            return None
+        case Expire():
+            return core.expire(now=now)
+        case _:
+            assert_never(command)

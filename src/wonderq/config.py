@@ -1,0 +1,57 @@
+"""Settings: from command-line flags, then environment variables, then a `.env` file, then defaults.
+
+Validated once at start-up; an invalid value stops the server with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from wonderq.core import MAX_VISIBILITY_TIMEOUT, Limits
+
+MIB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """Raised for invalid settings; its message lists every bad setting by its environment variable name."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 3000  # 0 picks a free port
+    default_processing_time: Annotated[float, Field(gt=0, le=MAX_VISIBILITY_TIMEOUT)] = 10.0  # seconds
+    max_message_bytes: Annotated[int, Field(ge=1, le=64 * MIB)] = 1 * MIB
+    max_batch: Annotated[int, Field(ge=1, le=1000)] = 100  # messages per batch send / receive / ack
+    max_request_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 10 * MIB  # any request body
+    tick_interval: Annotated[float, Field(gt=0, le=60)] = 0.1  # seconds between lease-expiry sweeps
+
+    @model_validator(mode="after")
+    def _request_holds_a_message(self) -> Settings:
+        if self.max_request_bytes < self.max_message_bytes:
+            raise ValueError("MAX_REQUEST_BYTES must be at least MAX_MESSAGE_BYTES")
+        return self
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_batch=self.max_batch,
+            default_visibility_timeout=self.default_processing_time,
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with `overrides` (flags; None means not given) on top of environment, `.env` and defaults."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = "_".join(str(part) for part in item["loc"]).upper() or "settings"
+            problems.append(f"{where}: {item['msg']} (got {item.get('input')!r})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

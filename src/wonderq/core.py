@@ -1,0 +1,411 @@
+"""The pure queue state machine: every queue, every message, and every change to either.
+
+No I/O, no clock reads, no async library: each state-changing call takes `now` (epoch seconds), message ids and
+receipt tokens come from injected factories, and every rule below is enforced here and nowhere else.
+
+Rules
+1. Every state change of a message or a queue happens in this module.
+2. A message is in exactly one state: READY (in its queue's ready heap) or LEASED (with one live receipt and a
+   deadline in its queue's deadline heap). Acked and purged messages no longer exist.
+3. A lease is live while `now < deadline_at`. At `now >= deadline_at` it has expired, whether or not `expire`
+   has run yet: every call on a queue first expires that queue's due leases, so no answer depends on a tick.
+4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
+   the live lease; anything else fails with LeaseLost (or MessageNotFound) and changes nothing.
+5. READY messages are delivered lowest id first. Ids increase in send order, so a message whose lease ended
+   goes out again before newer ones, in its original order.
+6. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
+
+Transitions
+    send ──▶ READY ──receive──▶ LEASED ──ack──▶ gone
+               ▲                   │
+               └─ expire / release ┘       purge / delete queue: any state ──▶ gone
+
+Heaps hold stale entries (a lease extended, released or acked leaves its old deadline entry behind); an entry
+is acted on only if it still matches the message, and is dropped when it reaches the top.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from wonderq.errors import (
+    BatchTooLarge,
+    EmptyMessage,
+    InvalidParameter,
+    InvalidQueueName,
+    InvalidReceipt,
+    LeaseLost,
+    MessageNotFound,
+    MessageTooLarge,
+    QueueNotFound,
+    WonderQError,
+)
+from wonderq.model import (
+    AckFailure,
+    AckReport,
+    Lease,
+    MessageView,
+    Payload,
+    PeekPage,
+    QueueAttributes,
+    QueueStats,
+    State,
+)
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+MAX_VISIBILITY_TIMEOUT = 43_200.0  # seconds (12 hours), as in SQS
+MAX_CONSUMER_CHARS = 200
+MAX_PEEK = 1_000  # messages per peek page
+
+IdFactory = Callable[[float], str]
+"""Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
+
+TokenFactory = Callable[[], str]
+"""Returns a new unguessable receipt token (no dots)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_bytes: int
+    max_batch: int
+    default_visibility_timeout: float  # seconds
+
+
+@dataclass(slots=True)
+class _Message:
+    id: str
+    payload: Payload
+    sent_at: float
+    state: State = State.READY
+    receive_count: int = 0
+    receipt: str | None = None
+    deadline_at: float | None = None
+    consumer: str | None = None
+
+
+@dataclass(slots=True)
+class _Queue:
+    name: str
+    attributes: QueueAttributes
+    created_at: float
+    messages: dict[str, _Message] = field(default_factory=dict)  # insertion order is send order
+    ready: list[str] = field(default_factory=list)  # heap of message ids
+    deadlines: list[tuple[float, str, str]] = field(default_factory=list)  # heap of (deadline_at, id, receipt)
+    leased: int = 0
+    sent: int = 0
+    received: int = 0
+    acked: int = 0
+    expired: int = 0
+    released: int = 0
+
+
+def check_queue_name(name: str) -> str:
+    if not QUEUE_NAME.fullmatch(name):
+        raise InvalidQueueName(f"queue name {name[:100]!r} is invalid: use 1 to 80 characters of A-Z a-z 0-9 _ -")
+    return name
+
+
+def check_visibility_timeout(seconds: float, *, allow_zero: bool = False) -> float:
+    low_ok = seconds >= 0 if allow_zero else seconds > 0
+    if not (low_ok and seconds <= MAX_VISIBILITY_TIMEOUT):  # also rejects NaN
+        low = "0" if allow_zero else "greater than 0"
+        raise InvalidParameter(
+            f"visibility_timeout must be {low} and at most {MAX_VISIBILITY_TIMEOUT:g} seconds, got {seconds}"
+        )
+    return float(seconds)
+
+
+def split_receipt(receipt: str) -> str:
+    """The message id a receipt belongs to."""
+    message_id, dot, token = receipt.partition(".")
+    if not (message_id and dot and token):
+        raise InvalidReceipt(f"receipt {receipt[:100]!r} is not a WonderQ receipt")
+    return message_id
+
+
+class Core:
+    """All queues of one broker. Not thread-safe and not async: exactly one owner calls it."""
+
+    def __init__(self, *, limits: Limits, new_id: IdFactory, new_token: TokenFactory) -> None:
+        self.limits = limits
+        self._new_id = new_id
+        self._new_token = new_token
+        self._queues: dict[str, _Queue] = {}
+
+    # ---- queues -------------------------------------------------------------------------------------
+
+    def put_queue(self, name: str, *, visibility_timeout: float | None, now: float) -> tuple[QueueStats, bool]:
+        """Create the queue, or update the attributes given. Returns its stats and whether it was created."""
+        check_queue_name(name)
+        if visibility_timeout is not None:
+            check_visibility_timeout(visibility_timeout)
+        queue = self._queues.get(name)
+        if queue is None:
+            if visibility_timeout is None:
+                visibility_timeout = self.limits.default_visibility_timeout
+            attributes = QueueAttributes(visibility_timeout=visibility_timeout)
+            queue = self._queues[name] = _Queue(name=name, attributes=attributes, created_at=now)
+            return self._stats(queue), True
+        if visibility_timeout is not None:
+            queue.attributes = QueueAttributes(visibility_timeout=visibility_timeout)
+        return self._stats(queue), False
+
+    def delete_queue(self, name: str, *, now: float) -> None:
+        self._queue(name, now)
+        del self._queues[name]
+
+    def queue_stats(self, name: str, *, now: float) -> QueueStats:
+        return self._stats(self._queue(name, now))
+
+    def list_queues(self, *, now: float) -> list[QueueStats]:
+        return [self._stats(self._queue(name, now)) for name in sorted(self._queues)]
+
+    def purge(self, name: str, *, now: float) -> int:
+        """Remove every message, leased or not. Returns how many were removed."""
+        queue = self._queue(name, now)
+        removed = len(queue.messages)
+        queue.messages.clear()
+        queue.ready.clear()
+        queue.deadlines.clear()
+        queue.leased = 0
+        return removed
+
+    # ---- sending ------------------------------------------------------------------------------------
+
+    def send(self, name: str, payload: Payload, *, now: float) -> str:
+        """Append one message, creating the queue with default attributes if needed. Returns its id."""
+        return self.send_batch(name, (payload,), now=now)[0]
+
+    def send_batch(self, name: str, payloads: Sequence[Payload], *, now: float) -> list[str]:
+        """Append all messages or none: every entry is checked before the first is stored."""
+        check_queue_name(name)
+        if not payloads:
+            raise InvalidParameter("a batch needs at least one message")
+        if len(payloads) > self.limits.max_batch:
+            raise BatchTooLarge(f"a batch holds at most {self.limits.max_batch} messages, got {len(payloads)}")
+        for index, payload in enumerate(payloads):
+            where = f"message {index}" if len(payloads) > 1 else "message"
+            if not payload.data:
+                raise EmptyMessage(f"{where}: the body is empty")
+            if len(payload.data) > self.limits.max_message_bytes:
+                raise MessageTooLarge(
+                    f"{where}: the body is {len(payload.data)} bytes; the limit is {self.limits.max_message_bytes}"
+                )
+        if name not in self._queues:
+            self.put_queue(name, visibility_timeout=None, now=now)
+        queue = self._queue(name, now)
+        ids = []
+        for payload in payloads:
+            message_id = self._new_id(now)
+            queue.messages[message_id] = _Message(id=message_id, payload=payload, sent_at=now)
+            heapq.heappush(queue.ready, message_id)
+            ids.append(message_id)
+        queue.sent += len(ids)
+        return ids
+
+    # ---- receiving ----------------------------------------------------------------------------------
+
+    def receive(
+        self,
+        name: str,
+        *,
+        max_messages: int,
+        visibility_timeout: float | None,
+        consumer: str | None,
+        now: float,
+    ) -> list[Lease]:
+        """Lease up to `max_messages` ready messages, oldest first. An empty list when none is ready."""
+        if not 1 <= max_messages <= self.limits.max_batch:
+            raise InvalidParameter(f"max must be between 1 and {self.limits.max_batch}, got {max_messages}")
+        if visibility_timeout is not None:
+            check_visibility_timeout(visibility_timeout)
+        if consumer is not None and len(consumer) > MAX_CONSUMER_CHARS:
+            raise InvalidParameter(f"consumer must be at most {MAX_CONSUMER_CHARS} characters")
+        queue = self._queue(name, now)
+        if visibility_timeout is None:
+            visibility_timeout = queue.attributes.visibility_timeout
+        deadline_at = now + visibility_timeout
+        leases: list[Lease] = []
+        while queue.ready and len(leases) < max_messages:
+            message = queue.messages.get(heapq.heappop(queue.ready))
+            if message is None or message.state is not State.READY:
+                continue  # stale entry: the message was purged
+            message.state = State.LEASED
+            message.receive_count += 1
+            message.receipt = f"{message.id}.{self._new_token()}"
+            message.deadline_at = deadline_at
+            message.consumer = consumer
+            heapq.heappush(queue.deadlines, (deadline_at, message.id, message.receipt))
+            leases.append(_lease(message))
+        queue.leased += len(leases)
+        queue.received += len(leases)
+        return leases
+
+    def has_ready(self, name: str, *, now: float) -> bool:
+        """Whether a receive on this queue now would return a message."""
+        queue = self._queue(name, now)
+        while queue.ready:
+            message = queue.messages.get(queue.ready[0])
+            if message is not None and message.state is State.READY:
+                return True
+            heapq.heappop(queue.ready)
+        return False
+
+    # ---- settling leases ----------------------------------------------------------------------------
+
+    def ack(self, name: str, message_id: str, receipt: str | None, *, now: float) -> None:
+        """Delete a leased message. With `receipt=None` (the classic API) any live lease of it is accepted."""
+        queue = self._queue(name, now)
+        message = self._live_lease(queue, message_id, receipt)
+        del queue.messages[message.id]
+        queue.leased -= 1
+        queue.acked += 1
+
+    def ack_batch(self, name: str, receipts: Sequence[str], *, now: float) -> AckReport:
+        """Ack each receipt on its own; failures are reported per receipt and change nothing."""
+        if not receipts:
+            raise InvalidParameter("receipts must hold at least one receipt")
+        if len(receipts) > self.limits.max_batch:
+            raise BatchTooLarge(f"a batch holds at most {self.limits.max_batch} receipts, got {len(receipts)}")
+        self._queue(name, now)
+        acked = []
+        failed = []
+        for receipt in receipts:
+            try:
+                self.ack(name, split_receipt(receipt), receipt, now=now)
+            except WonderQError as error:
+                failed.append(AckFailure(receipt=receipt, code=error.code, message=error.message))
+            else:
+                acked.append(receipt)
+        return AckReport(acked=tuple(acked), failed=tuple(failed))
+
+    def change_visibility(
+        self, name: str, message_id: str, receipt: str, visibility_timeout: float, *, now: float
+    ) -> float | None:
+        """Move the lease deadline to `now + visibility_timeout` (heartbeat), or with 0 release the message
+        at once (nack). Returns the new deadline, or None when released."""
+        check_visibility_timeout(visibility_timeout, allow_zero=True)
+        queue = self._queue(name, now)
+        message = self._live_lease(queue, message_id, receipt)
+        if visibility_timeout == 0:
+            self._make_ready(queue, message)
+            queue.released += 1
+            return None
+        message.deadline_at = now + visibility_timeout
+        heapq.heappush(queue.deadlines, (message.deadline_at, message.id, receipt))
+        return message.deadline_at
+
+    def return_undelivered(self, name: str, leases: Iterable[Lease], *, now: float) -> None:
+        """Put back leases whose reply never reached the consumer, as if they had never been handed out."""
+        queue = self._queues.get(name)
+        if queue is None:
+            return
+        for lease in leases:
+            message = queue.messages.get(lease.id)
+            if message is None or message.receipt != lease.receipt or message.state is not State.LEASED:
+                continue
+            self._make_ready(queue, message)
+            message.receive_count -= 1
+            queue.received -= 1
+
+    def expire(self, *, now: float) -> int:
+        """Release every lease whose deadline has come, in all queues. Returns how many were released."""
+        return sum(self._expire_queue(queue, now) for queue in self._queues.values())
+
+    # ---- looking without touching -------------------------------------------------------------------
+
+    def peek(self, name: str, *, state: State | None, limit: int, after: str | None, now: float) -> PeekPage:
+        """A page of messages in send order, optionally of one state, after the id `after`; nothing changes."""
+        if not 1 <= limit <= MAX_PEEK:
+            raise InvalidParameter(f"limit must be between 1 and {MAX_PEEK}, got {limit}")
+        queue = self._queue(name, now)
+        views: list[MessageView] = []
+        for message in queue.messages.values():
+            if (after is not None and message.id <= after) or (state is not None and message.state is not state):
+                continue
+            if len(views) == limit:  # one more match exists: there is a next page
+                return PeekPage(tuple(views), next_after=views[-1].id)
+            views.append(
+                MessageView(
+                    id=message.id,
+                    state=message.state,
+                    payload=message.payload,
+                    receive_count=message.receive_count,
+                    sent_at=message.sent_at,
+                    lease_expires_at=message.deadline_at,
+                    consumer=message.consumer,
+                )
+            )
+        return PeekPage(tuple(views), next_after=None)
+
+    # ---- internals ----------------------------------------------------------------------------------
+
+    def _queue(self, name: str, now: float) -> _Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            check_queue_name(name)
+            raise QueueNotFound(f"queue {name!r} does not exist")
+        self._expire_queue(queue, now)
+        return queue
+
+    def _live_lease(self, queue: _Queue, message_id: str, receipt: str | None) -> _Message:
+        message = queue.messages.get(message_id)
+        if message is None:
+            raise MessageNotFound(f"message {message_id[:100]!r} is not in queue {queue.name!r}")
+        if message.state is not State.LEASED:
+            raise LeaseLost(f"message {message.id!r} is not leased (its lease expired or was released)")
+        if receipt is not None and message.receipt != receipt:
+            raise LeaseLost(f"the receipt is not the live lease of message {message.id!r}")
+        return message
+
+    def _make_ready(self, queue: _Queue, message: _Message) -> None:
+        message.state = State.READY
+        message.receipt = None
+        message.deadline_at = None
+        message.consumer = None
+        queue.leased -= 1
+        heapq.heappush(queue.ready, message.id)
+
+    def _expire_queue(self, queue: _Queue, now: float) -> int:
+        expired = 0
+        deadlines = queue.deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline_at, message_id, receipt = heapq.heappop(deadlines)
+            message = queue.messages.get(message_id)
+            if message is None or message.receipt != receipt or message.deadline_at != deadline_at:
+                continue  # stale: acked, released, extended or re-leased since
+            self._make_ready(queue, message)
+            expired += 1
+        queue.expired += expired
+        return expired
+
+    def _stats(self, queue: _Queue) -> QueueStats:
+        return QueueStats(
+            name=queue.name,
+            attributes=queue.attributes,
+            created_at=queue.created_at,
+            ready=len(queue.messages) - queue.leased,
+            leased=queue.leased,
+            sent=queue.sent,
+            received=queue.received,
+            acked=queue.acked,
+            expired=queue.expired,
+            released=queue.released,
+        )
+
+
+def _lease(message: _Message) -> Lease:
+    assert message.receipt is not None
+    assert message.deadline_at is not None
+    return Lease(
+        id=message.id,
+        receipt=message.receipt,
+        payload=message.payload,
+        receive_count=message.receive_count,
+        sent_at=message.sent_at,
+        lease_expires_at=message.deadline_at,
+        consumer=message.consumer,
+    )

@@ -1,0 +1,91 @@
+"""Domain errors: each carries a stable error code and the HTTP status it maps to.
+
+Raised by the core and the command layer; the web layer renders them with one handler. Codes are part of the
+public API (docs/api.md): never rename one.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class WonderQError(Exception):
+    """Base of every error a client can cause. Raising one never changes queue state."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParameter(WonderQError):
+    code = "invalid_parameter"
+
+
+class InvalidQueueName(WonderQError):
+    code = "invalid_queue_name"
+
+
+class InvalidBody(WonderQError):
+    code = "invalid_body"
+
+
+class EmptyMessage(WonderQError):
+    code = "empty_message"
+
+
+class BatchTooLarge(WonderQError):
+    code = "batch_too_large"
+
+
+class InvalidReceipt(WonderQError):
+    code = "invalid_receipt"
+
+
+class QueueNotFound(WonderQError):
+    status = 404
+    code = "queue_not_found"
+
+
+class MessageNotFound(WonderQError):
+    status = 404
+    code = "message_not_found"
+
+
+class RouteNotFound(WonderQError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(WonderQError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class LeaseLost(WonderQError):
+    """The receipt is not the live lease of the message: expired, released, or from an earlier delivery."""
+
+    status = 409
+    code = "lease_lost"
+
+
+class MessageTooLarge(WonderQError):
+    status = 413
+    code = "message_too_large"
+
+
+class RequestTooLarge(WonderQError):
+    status = 413
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(WonderQError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ShuttingDown(WonderQError):
+    status = 503
+    code = "shutting_down"

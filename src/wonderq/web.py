@@ -1,0 +1,432 @@
+"""The HTTP API (v1 and the classic routes): parse and validate a request, send one command, render the reply.
+
+No queue rule lives here; the core decides. Errors of every kind leave through one handler as
+`{"error": {"code", "message"}}` with the status the error carries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from wonderq import __version__
+from wonderq.actor import ActorHandle
+from wonderq.commands import (
+    MAX_WAIT,
+    Ack,
+    AckBatch,
+    ChangeVisibility,
+    DeleteQueue,
+    GetQueue,
+    ListQueues,
+    Peek,
+    Purge,
+    PutQueue,
+    Receive,
+    Send,
+)
+from wonderq.config import Settings
+from wonderq.core import MAX_PEEK, check_queue_name
+from wonderq.errors import (
+    InvalidBody,
+    InvalidParameter,
+    MessageTooLarge,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RouteNotFound,
+    WonderQError,
+)
+from wonderq.model import Lease, MessageView, Payload, QueueStats, State
+
+log = logging.getLogger("wonderq.web")
+
+CLASSIC_QUEUE = "default"  # the queue the classic routes (/addMessage, ...) work on
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+# ---- bodies: how a content type is stored and shown ---------------------------------------------------
+
+
+def encoding_of(content_type: str) -> str:
+    """'json' for JSON media types, 'text' for text/*, 'base64' for everything else."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return "json"
+    if media.startswith("text/"):
+        return "text"
+    return "base64"
+
+
+def _charset(content_type: str) -> str:
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"')
+    return "utf-8"
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def make_payload(data: bytes, content_type: str, where: str = "message") -> Payload:
+    """Check that a body is what its content type says and return it as stored (text as UTF-8)."""
+    encoding = encoding_of(content_type)
+    if encoding == "text":
+        try:
+            text = data.decode(_charset(content_type))
+        except (UnicodeDecodeError, LookupError) as error:
+            raise InvalidBody(f"{where}: the body is not valid {content_type} text: {error}") from None
+        return Payload(text.encode("utf-8"), content_type)
+    if encoding == "json" and data:
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            try:  # orjson stops at 64-bit integers; the standard library has no such limit
+                json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+            except ValueError as error:
+                raise InvalidBody(f"{where}: the body is not valid JSON: {error}") from None
+    return Payload(data, content_type)
+
+
+def render_body(payload: Payload) -> dict[str, Any]:
+    encoding = encoding_of(payload.content_type)
+    if encoding == "json":
+        return {"body": orjson.Fragment(payload.data), "encoding": "json"}
+    if encoding == "text":
+        return {"body": payload.data.decode("utf-8"), "encoding": "text"}
+    return {"body_base64": base64.b64encode(payload.data).decode("ascii"), "encoding": "base64"}
+
+
+# ---- request shapes -----------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueAttributesIn(_Strict):
+    visibility_timeout: float | None = None
+
+
+class ReceiveIn(_Strict):
+    max: int = 1
+    visibility_timeout: float | None = None
+    wait: Annotated[float, Field(ge=0, le=MAX_WAIT, allow_inf_nan=False)] = 0.0
+    consumer: str | None = None
+
+
+class BatchEntryIn(_Strict):
+    body: JsonValue = None
+    body_base64: str | None = None
+    content_type: str | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> BatchEntryIn:
+        if ("body" in self.model_fields_set) == (self.body_base64 is not None):
+            raise ValueError("give exactly one of body and body_base64")
+        return self
+
+
+class BatchIn(_Strict):
+    messages: list[BatchEntryIn]
+
+
+class AckIn(_Strict):
+    receipts: list[str]
+
+
+class ChangeVisibilityIn(_Strict):
+    receipt: str
+    visibility_timeout: float
+
+
+class PeekIn(_Strict):
+    state: State | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PEEK)] = 100
+    after: str | None = None
+
+
+def _entry_payload(index: int, entry: BatchEntryIn) -> Payload:
+    where = f"message {index}"
+    if entry.body_base64 is not None:
+        try:
+            data = base64.b64decode(entry.body_base64, validate=True)
+        except binascii.Error:
+            raise InvalidBody(f"{where}: body_base64 is not valid base64") from None
+        return make_payload(data, entry.content_type or DEFAULT_CONTENT_TYPE, where)
+    content_type = entry.content_type or "application/json"
+    encoding = encoding_of(content_type)
+    if encoding == "json":
+        return make_payload(orjson.dumps(entry.body), content_type, where)
+    if encoding == "text" and isinstance(entry.body, str):
+        return Payload(entry.body.encode("utf-8"), content_type)
+    raise InvalidBody(f"{where}: a body of type {content_type} must be given as a string (text/*) or as body_base64")
+
+
+# ---- replies ------------------------------------------------------------------------------------------
+
+
+def json_response(value: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status=status, content_type="application/json")
+
+
+def no_content() -> Response:
+    return Response(b"", status=204)
+
+
+def render_stats(stats: QueueStats) -> dict[str, Any]:
+    return {
+        "name": stats.name,
+        "attributes": {"visibility_timeout": stats.attributes.visibility_timeout},
+        "created_at": stats.created_at,
+        "ready": stats.ready,
+        "leased": stats.leased,
+        "sent": stats.sent,
+        "received": stats.received,
+        "acked": stats.acked,
+        "expired": stats.expired,
+        "released": stats.released,
+    }
+
+
+def render_lease(lease: Lease) -> dict[str, Any]:
+    return {
+        "id": lease.id,
+        "receipt": lease.receipt,
+        **render_body(lease.payload),
+        "content_type": lease.payload.content_type,
+        "receive_count": lease.receive_count,
+        "sent_at": lease.sent_at,
+        "lease_expires_at": lease.lease_expires_at,
+        "consumer": lease.consumer,
+    }
+
+
+def render_view(view: MessageView) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "state": view.state.value,
+        **render_body(view.payload),
+        "content_type": view.payload.content_type,
+        "receive_count": view.receive_count,
+        "sent_at": view.sent_at,
+        "lease_expires_at": view.lease_expires_at,
+        "consumer": view.consumer,
+    }
+
+
+def error_response(error: WonderQError) -> Response:
+    return json_response({"error": {"code": error.code, "message": error.message}}, error.status)
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts)
+
+
+# ---- the app ------------------------------------------------------------------------------------------
+
+
+def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
+    app = QuartTrio("wonderq")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+
+    async def read_json(model: type[_Strict], *, required: bool) -> Any:
+        data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
+        if not data.strip():
+            if required:
+                raise InvalidBody("this request needs a JSON body")
+            return model()
+        try:
+            return model.model_validate_json(data)
+        except ValidationError as error:
+            if any(item["type"] == "json_invalid" for item in error.errors()):
+                raise InvalidBody(f"the body is not valid JSON: {_describe(error)}") from None
+            raise InvalidParameter(_describe(error)) from None
+
+    def from_query(model: type[_Strict], extra: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return model.model_validate({**request.args.to_dict(), **(extra or {})})
+        except ValidationError as error:
+            raise InvalidParameter(_describe(error)) from None
+
+    async def read_message_body() -> Payload:
+        """The raw request body as one message: capped at max_message_bytes while it streams in."""
+        limit = settings.max_message_bytes
+        too_large = MessageTooLarge(f"the message is larger than the limit of {limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        data = bytearray()
+        async for chunk in request.body:
+            data += chunk
+            if len(data) > limit:
+                raise too_large
+        return make_payload(bytes(data), request.content_type or DEFAULT_CONTENT_TYPE)
+
+    @app.before_serving
+    async def _create_classic_queue() -> None:
+        await handle.ask(PutQueue(CLASSIC_QUEUE))
+
+    @app.errorhandler(WonderQError)
+    async def _domain_error(error: WonderQError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        if status == 404:
+            return error_response(RouteNotFound(f"no route {request.method} {request.path}"))
+        if status == 405:
+            response = error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
+            if error.valid_methods:  # type: ignore[attr-defined]
+                response.headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+            return response
+        if status == 413:
+            limit = settings.max_request_bytes
+            return error_response(RequestTooLarge(f"the request body is larger than {limit} bytes"))
+        code = (error.name or "http_error").lower().replace(" ", "_")
+        return json_response({"error": {"code": code, "message": error.description or ""}}, status)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(error: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_response({"error": {"code": "internal_error", "message": "internal error"}}, 500)
+
+    # ---- service ----
+
+    @app.get("/health")
+    async def health() -> Response:
+        statistics = handle.statistics()
+        return json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "backlog": statistics.backlog,
+                "parked_receives": statistics.parked,
+            }
+        )
+
+    # ---- queues ----
+
+    @app.get("/v1/queues")
+    async def list_queues() -> Response:
+        return json_response({"queues": [render_stats(s) for s in await handle.ask(ListQueues())]})
+
+    @app.put("/v1/queues/<name>")
+    async def put_queue(name: str) -> Response:
+        check_queue_name(name)
+        attributes = await read_json(QueueAttributesIn, required=False)
+        stats, created = await handle.ask(PutQueue(name, attributes.visibility_timeout))
+        return json_response(render_stats(stats), 201 if created else 200)
+
+    @app.get("/v1/queues/<name>")
+    async def get_queue(name: str) -> Response:
+        return json_response(render_stats(await handle.ask(GetQueue(name))))
+
+    @app.delete("/v1/queues/<name>")
+    async def delete_queue(name: str) -> Response:
+        await handle.ask(DeleteQueue(name))
+        return no_content()
+
+    @app.post("/v1/queues/<name>/purge")
+    async def purge(name: str) -> Response:
+        return json_response({"purged": await handle.ask(Purge(name))})
+
+    # ---- messages ----
+
+    @app.post("/v1/queues/<name>/messages")
+    async def send(name: str) -> Response:
+        check_queue_name(name)
+        payload = await read_message_body()
+        ids = await handle.ask(Send(name, (payload,)))
+        return json_response({"id": ids[0]}, 201)
+
+    @app.post("/v1/queues/<name>/messages/batch")
+    async def send_batch(name: str) -> Response:
+        check_queue_name(name)
+        batch = await read_json(BatchIn, required=True)
+        payloads = [_entry_payload(index, entry) for index, entry in enumerate(batch.messages)]
+        return json_response({"ids": await handle.ask(Send(name, payloads))}, 201)
+
+    @app.post("/v1/queues/<name>/receive")
+    async def receive(name: str) -> Response:
+        check_queue_name(name)
+        body = await read_json(ReceiveIn, required=False)
+        params = from_query(ReceiveIn, body.model_dump(exclude_unset=True))
+        leases = await handle.ask(
+            Receive(
+                name,
+                max_messages=params.max,
+                visibility_timeout=params.visibility_timeout,
+                wait=params.wait,
+                consumer=params.consumer,
+            )
+        )
+        return json_response({"messages": [render_lease(lease) for lease in leases]})
+
+    @app.delete("/v1/queues/<name>/messages/<message_id>")
+    async def ack(name: str, message_id: str) -> Response:
+        receipt = request.args.get("receipt")
+        if not receipt:
+            raise InvalidParameter("the receipt query parameter is required")
+        await handle.ask(Ack(name, message_id, receipt))
+        return no_content()
+
+    @app.post("/v1/queues/<name>/ack")
+    async def ack_batch(name: str) -> Response:
+        body = await read_json(AckIn, required=True)
+        report = await handle.ask(AckBatch(name, body.receipts))
+        failed = [{"receipt": f.receipt, "code": f.code, "message": f.message} for f in report.failed]
+        return json_response({"acked": list(report.acked), "failed": failed})
+
+    @app.patch("/v1/queues/<name>/messages/<message_id>")
+    async def change_visibility(name: str, message_id: str) -> Response:
+        body = await read_json(ChangeVisibilityIn, required=True)
+        deadline = await handle.ask(ChangeVisibility(name, message_id, body.receipt, body.visibility_timeout))
+        return json_response({"id": message_id, "released": deadline is None, "lease_expires_at": deadline})
+
+    @app.get("/v1/queues/<name>/messages")
+    async def peek(name: str) -> Response:
+        params = from_query(PeekIn)
+        page = await handle.ask(Peek(name, params.state, params.limit, params.after))
+        return json_response({"messages": [render_view(view) for view in page.messages], "next_after": page.next_after})
+
+    # ---- classic routes, on the queue "default" ----
+
+    @app.post("/addMessage")
+    async def classic_add() -> Response:
+        payload = await read_message_body()
+        ids = await handle.ask(Send(CLASSIC_QUEUE, (payload,)))
+        return json_response({"id": ids[0]}, 201)
+
+    @app.get("/readMessage")
+    async def classic_read() -> Response:
+        time = request.args.get("time")
+        try:
+            visibility_timeout = float(time) if time is not None else None
+        except ValueError:
+            raise InvalidParameter(f"time must be a number of seconds, got {time!r}") from None
+        leases = await handle.ask(Receive(CLASSIC_QUEUE, visibility_timeout=visibility_timeout))
+        return json_response(render_lease(leases[0])) if leases else no_content()
+
+    @app.patch("/processMessage/<message_id>")
+    async def classic_process(message_id: str) -> Response:
+        await handle.ask(Ack(CLASSIC_QUEUE, message_id, request.args.get("receipt") or None))
+        return no_content()
+
+    return app

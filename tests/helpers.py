@@ -1,0 +1,53 @@
+"""Shared test builders: a core with deterministic ids and receipts, an actor on trio's (mock) clock, an app."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from wonderq.actor import Actor, ActorHandle
+from wonderq.clock import WallClock
+from wonderq.config import Settings
+from wonderq.core import Core, Limits
+from wonderq.ids import TimeOrderedIds
+from wonderq.model import Payload
+
+EPOCH = 1_800_000_000.0  # wall-clock seconds the tests' trio clock 0 maps to
+
+
+def limits(**overrides: Any) -> Limits:
+    values: dict[str, Any] = {"max_message_bytes": 1024, "max_batch": 10, "default_visibility_timeout": 30.0}
+    values.update(overrides)
+    return Limits(**values)
+
+
+def make_core(base: Limits | None = None, **overrides: Any) -> Core:
+    """A core with ids from the send time (deterministic for a given `now`) and receipts t1, t2, ..."""
+    tokens = itertools.count(1)
+    chosen = replace(base, **overrides) if base else limits(**overrides)
+    return Core(limits=chosen, new_id=TimeOrderedIds(), new_token=lambda: f"t{next(tokens)}")
+
+
+def text(value: str) -> Payload:
+    return Payload(value.encode(), "text/plain")
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"port": 0, "max_message_bytes": 1024, "max_batch": 10, "max_request_bytes": 64 * 1024}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def running_actor(core: Core | None = None) -> AsyncIterator[tuple[ActorHandle, Actor]]:
+    """An actor (and nothing else: no ticker) running on the test's trio clock, cancelled on exit."""
+    actor = Actor(core or make_core(), WallClock(offset=EPOCH - trio.current_time()))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        yield actor.handle, actor
+        nursery.cancel_scope.cancel()
