@@ -40,7 +40,7 @@ def text(value: str) -> Payload:
 def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"port": 0, "max_message_bytes": 1024, "max_batch": 10, "max_request_bytes": 64 * 1024}
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @asynccontextmanager
