@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -50,35 +51,45 @@ def server_process(*args: str, env: dict[str, str] | None = None, cwd: Path | No
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
 
 
 class ServerProcess:
+    """A running child server. A thread copies its stderr into `log`, so reading never blocks the test."""
+
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
         self.log: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
         self.url = self._wait_for_url()
 
-    def _wait_for_url(self) -> str:
-        stream = self.process.stderr
-        assert stream is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([stream], [], [], deadline - time.monotonic())
-            line = stream.readline() if ready else ""
-            if not line and self.process.poll() is not None:
-                break
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
             self.log.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _wait_for_url(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
             match = LISTENING.search(line)
             if match:
                 return match.group(1)
         self.process.kill()
-        raise RuntimeError("server did not start:\n" + "".join(self.log) + (stream.read() or ""))
+        self._reader.join(timeout=5)
+        raise RuntimeError("server did not start:\n" + "".join(self.log))
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send `signum` and wait for the exit code; the rest of stderr goes to `self.log`."""
+        """Send `signum` and wait for the exit code; all of stderr is then in `self.log`."""
         self.process.send_signal(signum)
-        _, rest = self.process.communicate(timeout=timeout)
-        self.log.append(rest or "")
-        return self.process.returncode
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code

@@ -45,10 +45,14 @@ async def serve(
     settings: Settings,
     *,
     shutdown: trio.Event | None = None,
+    core: Core | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until `shutdown` is set (or a signal arrives when `shutdown` is None). Reports the bound URLs."""
-    core = Core(limits=settings.limits(), new_id=TimeOrderedIds(), new_token=new_token)
+    """Serve until `shutdown` is set (or a signal arrives when `shutdown` is None). Reports the bound URLs.
+
+    `core` is the state to serve; by default a new, empty one built from `settings`."""
+    if core is None:
+        core = Core(limits=settings.limits(), new_id=TimeOrderedIds(), new_token=new_token)
     actor = Actor(core, WallClock())
     app = create_app(actor.handle, settings)
     stop = trio.Event() if shutdown is None else shutdown
