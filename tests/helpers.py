@@ -38,7 +38,13 @@ def text(value: str) -> Payload:
 
 
 def settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"port": 0, "max_message_bytes": 1024, "max_batch": 10, "max_request_bytes": 64 * 1024}
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "max_message_bytes": 1024,
+        "max_batch": 10,
+        "max_request_bytes": 64 * 1024,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

@@ -40,7 +40,7 @@ async def serving(**overrides: Any) -> AsyncIterator[str]:
 @contextmanager
 def server_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[ServerProcess]:
     """`python -m wonderq serve --port 0 ARGS` as a child process; stopped (by its pid) on exit."""
-    command = [sys.executable, "-m", "wonderq", "serve", "--port", "0", *args]
+    command = [sys.executable, "-m", "wonderq", "serve", "--host", "127.0.0.1", "--port", "0", *args]
     child_env = {**os.environ, **(env or {})}
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=child_env, cwd=cwd

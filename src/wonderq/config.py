@@ -51,7 +51,10 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as error:
         problems = []
-        for item in error.errors():
-            where = "_".join(str(part) for part in item["loc"]).upper() or "settings"
-            problems.append(f"{where}: {item['msg']} (got {item.get('input')!r})")
+        for item in error.errors(include_url=False):
+            if item["loc"]:
+                where = "_".join(str(part) for part in item["loc"]).upper()
+                problems.append(f"{where}: {item['msg']} (got {item.get('input')!r})")
+            else:  # a rule across settings: its message names them
+                problems.append(item["msg"].removeprefix("Value error, "))
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
