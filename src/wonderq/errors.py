@@ -81,11 +81,6 @@ class RequestTooLarge(WonderQError):
     code = "request_too_large"
 
 
-class UnsupportedMediaType(WonderQError):
-    status = 415
-    code = "unsupported_media_type"
-
-
 class ShuttingDown(WonderQError):
     status = 503
     code = "shutting_down"

@@ -93,7 +93,9 @@ def make_payload(data: bytes, content_type: str, where: str = "message") -> Payl
             orjson.loads(data)
         except orjson.JSONDecodeError:
             try:  # orjson stops at 64-bit integers; the standard library has no such limit
-                json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+                value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+                # ...but it lets escaped lone surrogates through, which strict readers reject later.
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
             except ValueError as error:
                 raise InvalidBody(f"{where}: the body is not valid JSON: {error}") from None
     return Payload(data, content_type)
@@ -157,6 +159,16 @@ class PeekIn(_Strict):
     after: str | None = None
 
 
+def _json_text(value: JsonValue, where: str) -> bytes:
+    """A parsed JSON body as JSON text again. Not orjson: it stops at 64-bit integers and writes NaN as null.
+    NaN, the infinities and lone surrogates get through the request parser but are not valid JSON text, so
+    they are refused here (encoding a lone surrogate as UTF-8 raises a ValueError too)."""
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except ValueError as error:
+        raise InvalidBody(f"{where}: the body is not valid JSON: {error}") from None
+
+
 def _entry_payload(index: int, entry: BatchEntryIn) -> Payload:
     where = f"message {index}"
     if entry.body_base64 is not None:
@@ -168,7 +180,7 @@ def _entry_payload(index: int, entry: BatchEntryIn) -> Payload:
     content_type = entry.content_type or "application/json"
     encoding = encoding_of(content_type)
     if encoding == "json":
-        return make_payload(orjson.dumps(entry.body), content_type, where)
+        return Payload(_json_text(entry.body, where), content_type)  # valid by construction
     if encoding == "text" and isinstance(entry.body, str):
         return Payload(entry.body.encode("utf-8"), content_type)
     raise InvalidBody(f"{where}: a body of type {content_type} must be given as a string (text/*) or as body_base64")
@@ -253,7 +265,8 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
                 raise InvalidBody("this request needs a JSON body")
             return model()
         try:
-            return model.model_validate_json(data)
+            # Strict: a JSON body must use JSON types (no `true` or `"5"` where a number belongs).
+            return model.model_validate_json(data, strict=True)
         except ValidationError as error:
             if any(item["type"] == "json_invalid" for item in error.errors()):
                 raise InvalidBody(f"the body is not valid JSON: {_describe(error)}") from None

@@ -1,0 +1,177 @@
+"""HTTP API tests, part 2: queues: create and update (PUT), list, get with counters, delete and purge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from quart.typing import TestClientProtocol as Client
+from trio.testing import MockClock
+
+from tests.test_http import (
+    COUNTERS,
+    DEFAULT_VISIBILITY_TIMEOUT,
+    ack,
+    change_visibility,
+    check,
+    check_error,
+    counts,
+    peek,
+    put_queue,
+    queue_path,
+    receive,
+    receive_one,
+    send,
+    send_texts,
+    stats,
+    wall_now,
+)
+
+
+def fresh_stats(name: str, visibility_timeout: float, created_at: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "attributes": {"visibility_timeout": visibility_timeout},
+        "created_at": created_at,
+        **dict.fromkeys(COUNTERS, 0),
+    }
+
+
+async def test_put_creates_with_201_then_updates_with_200(client: Client, autojump_clock: MockClock) -> None:
+    created_at = wall_now()
+    assert await put_queue(client, "q") == fresh_stats("q", DEFAULT_VISIBILITY_TIMEOUT, created_at)
+    await trio.sleep(1)
+    await send(client)
+    updated = await put_queue(client, "q", 200, visibility_timeout=30)
+    assert updated["attributes"] == {"visibility_timeout": 30.0}
+    assert updated["created_at"] == created_at
+    assert updated["sent"] == 1
+    # Without attributes (no body, or an empty object) an existing queue stays as it is.
+    assert await check(await client.put(queue_path("q")), 200) == await stats(client)
+    assert (await put_queue(client, "q", 200))["attributes"] == {"visibility_timeout": 30.0}
+    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {"visibility_timeout": 30.0}
+    assert await put_queue(client, "other", visibility_timeout=5) == fresh_stats("other", 5.0, wall_now())
+
+
+@pytest.mark.parametrize("seconds", [0.001, 1, 43_200])
+async def test_queue_visibility_timeout_sets_the_default_lease(
+    client: Client, autojump_clock: MockClock, seconds: float
+) -> None:
+    await put_queue(client, visibility_timeout=seconds)
+    await send(client)
+    lease = await receive_one(client)
+    assert lease["lease_expires_at"] == pytest.approx(wall_now() + seconds)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        ({"json": {"visibility_timeout": 0}}, "invalid_parameter"),
+        ({"json": {"visibility_timeout": -1}}, "invalid_parameter"),
+        ({"json": {"visibility_timeout": 43_200.5}}, "invalid_parameter"),
+        ({"json": {"visibility_timeout": "30"}}, "invalid_parameter"),
+        ({"json": {"visibility_timeout": True}}, "invalid_parameter"),
+        ({"json": {"visibility_timeout": [30]}}, "invalid_parameter"),
+        ({"json": {"delay": 1}}, "invalid_parameter"),
+        ({"json": {"visibility_timeout": 30, "max_receives": 3}}, "invalid_parameter"),
+        ({"json": [30]}, "invalid_parameter"),
+        ({"data": b"NaN", "headers": {"Content-Type": "application/json"}}, "invalid_parameter"),
+        ({"data": b'{"visibility_timeout": ', "headers": {"Content-Type": "application/json"}}, "invalid_body"),
+        ({"data": b"visibility_timeout=30"}, "invalid_body"),
+    ],
+    ids=str,
+)
+async def test_put_rejects_bad_attributes_and_changes_nothing(
+    client: Client, autojump_clock: MockClock, kwargs: dict[str, Any], code: str
+) -> None:
+    await put_queue(client, "q", visibility_timeout=20)
+    for name in ("q", "new"):
+        await check_error(await client.put(queue_path(name), **kwargs), 400, code)
+    assert (await stats(client, "q"))["attributes"] == {"visibility_timeout": 20.0}
+    await check_error(await client.get(queue_path("new")), 404, "queue_not_found")
+
+
+async def test_list_queues_sorted_by_name_with_counters(client: Client, autojump_clock: MockClock) -> None:
+    listed = await check(await client.get("/v1/queues"), 200)
+    assert listed == {"queues": [fresh_stats("default", DEFAULT_VISIBILITY_TIMEOUT, wall_now())]}
+    await send_texts(client, 2, "b")
+    await put_queue(client, "a", visibility_timeout=3)
+    await receive(client, "b")
+    listed = await check(await client.get("/v1/queues"), 200)
+    assert [queue["name"] for queue in listed["queues"]] == ["a", "b", "default"]
+    assert listed["queues"][0] == await stats(client, "a")
+    assert listed["queues"][1] == await stats(client, "b")
+    assert {key: listed["queues"][1][key] for key in ("ready", "leased", "sent", "received")} == {
+        "ready": 1,
+        "leased": 1,
+        "sent": 2,
+        "received": 1,
+    }
+
+
+async def test_get_queue_counts_every_transition(client: Client, autojump_clock: MockClock) -> None:
+    first, second, third, fourth = await send_texts(client, 4)
+    acked = await receive_one(client, visibility_timeout=5)
+    await check(await ack(client, acked["id"], acked["receipt"]), 204)
+    released = await receive_one(client, visibility_timeout=5)
+    await check(await change_visibility(client, second, {"receipt": released["receipt"], "visibility_timeout": 0}), 200)
+    expiring = await receive_one(client, visibility_timeout=5)  # the second, released above
+    assert [acked["id"], released["id"], expiring["id"]] == [first, second, second]
+    await trio.sleep(5)
+    held = await receive_one(client, visibility_timeout=100)
+    assert held["id"] == second
+    assert held["receive_count"] == 3
+    reply = await stats(client)
+    assert {key: reply[key] for key in COUNTERS} == {
+        "ready": 2,  # third, fourth
+        "leased": 1,  # second
+        "sent": 4,
+        "received": 4,
+        "acked": 1,
+        "expired": 1,
+        "released": 1,
+    }
+    assert set(reply) == {"name", "attributes", "created_at", *COUNTERS}
+    assert [message["id"] for message in (await peek(client))["messages"]] == [second, third, fourth]
+
+
+async def test_get_unknown_queue_is_404(client: Client, autojump_clock: MockClock) -> None:
+    await check_error(await client.get(queue_path("nope")), 404, "queue_not_found")
+
+
+async def test_delete_queue_is_204_then_404(client: Client, autojump_clock: MockClock) -> None:
+    await send_texts(client, 2)
+    lease = await receive_one(client)
+    response = await client.delete(queue_path("q"))
+    assert await check(response, 204) is None
+    await check_error(await client.get(queue_path("q")), 404, "queue_not_found")
+    await check_error(await client.delete(queue_path("q")), 404, "queue_not_found")
+    await check_error(await ack(client, lease["id"], lease["receipt"]), 404, "queue_not_found")
+    listed = await check(await client.get("/v1/queues"), 200)
+    assert [queue["name"] for queue in listed["queues"]] == ["default"]
+    await send(client)  # a send creates it again, from nothing
+    assert (await counts(client))["sent"] == 1
+
+
+async def test_purge_removes_ready_and_leased_messages(client: Client, autojump_clock: MockClock) -> None:
+    await send_texts(client, 3)
+    lease = await receive_one(client, visibility_timeout=100)
+    assert await check(await client.post(queue_path("q", "/purge")), 200) == {"purged": 3}
+    assert await counts(client) == {**dict.fromkeys(COUNTERS, 0), "sent": 3, "received": 1}
+    await check_error(await ack(client, lease["id"], lease["receipt"]), 404, "message_not_found")
+    patch = {"receipt": lease["receipt"], "visibility_timeout": 5}
+    await check_error(await change_visibility(client, lease["id"], patch), 404, "message_not_found")
+    batch = await check(await client.post(queue_path("q", "/ack"), json={"receipts": [lease["receipt"]]}), 200)
+    assert batch["acked"] == []
+    assert batch["failed"][0]["code"] == "message_not_found"
+    assert await receive(client) == []
+    await trio.sleep(100)  # the purged lease's deadline passes: nothing comes back
+    assert await receive(client) == []
+    assert await check(await client.post(queue_path("q", "/purge")), 200) == {"purged": 0}
+    await send(client)
+    assert (await receive_one(client))["body"] == "m"
+
+
+async def test_purge_unknown_queue_is_404(client: Client, autojump_clock: MockClock) -> None:
+    await check_error(await client.post(queue_path("nope", "/purge")), 404, "queue_not_found")
