@@ -352,3 +352,24 @@ async def test_batch_entry_with_a_lone_surrogate_is_refused(client: Client, auto
     assert body["error"]["code"] == "invalid_body"
     await put_queue(client)
     assert (await counts(client))["sent"] == 0
+
+
+@pytest.mark.parametrize(("depth", "status"), [(150, 201), (300, 400), (510, 400)])
+async def test_json_nesting_limit_is_the_same_for_single_and_batch_sends(
+    client: Client, autojump_clock: MockClock, depth: int, status: int
+) -> None:
+    nested = "[" * depth + "]" * depth
+    single = await client.post(
+        queue_path("q", "/messages"), data=nested.encode(), headers={"Content-Type": "application/json"}
+    )
+    batch_data = ('{"messages": [{"body": ' + nested + "}]}").encode()
+    batch = await client.post(
+        queue_path("q", "/messages/batch"), data=batch_data, headers={"Content-Type": "application/json"}
+    )
+    assert (single.status_code, batch.status_code) == (status, status)
+    if status == 400:
+        await check_error(single, 400, "invalid_body")
+        await check_error(batch, 400, "invalid_body")
+    else:
+        leases = await receive(client, max=2)
+        assert [json.dumps(lease["body"], separators=(",", ":")) for lease in leases] == [nested, nested]
