@@ -1,19 +1,55 @@
-"""The `wonderq` command line: `serve` runs the broker; the other commands are a client for humans."""
+"""The `wonderq` command line: `serve` runs the broker; the other commands are a client for humans.
+
+The client commands only translate between the command line and `wonderq.client`; a broker error becomes one
+line on stderr (`wonderq: <code>: <message>`) and exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
 from wonderq.config import ConfigError, load_settings
 
+if TYPE_CHECKING:
+    from wonderq.client import Client, ReceivedMessage
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "http://127.0.0.1:3000"  # the client's default too; kept here so `wonderq --help` needs no httpx
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from wonderq.client import check_base_url
+
+    try:
+        return check_base_url(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wonderq")
-def main() -> None:
+@click.option(
+    "--url",
+    envvar="WONDERQ_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    callback=_check_url,
+    help="Broker URL for the client commands [env WONDERQ_URL]. `serve` ignores it.",
+)
+@click.pass_context
+def main(ctx: click.Context, url: str) -> None:
     """WonderQ: a small, reliable message broker for work queues."""
+    ctx.obj = url
 
 
 @main.command()
@@ -51,6 +87,216 @@ def serve(log_level: str, **flags: object) -> None:
 
     try:
         trio.run(serve_forever, settings)
-    except OSError as error:  # the port is taken, the address does not exist, ...
-        click.echo(f"wonderq: cannot serve on {settings.host}:{settings.port}: {error}", err=True)
+    except* OSError as group:  # the port is taken, the address does not exist, ...
+        for problem in group.exceptions:
+            click.echo(f"wonderq: cannot serve on {settings.host}:{settings.port}: {problem}", err=True)
+        sys.exit(1)
+
+
+# ---- client commands ----------------------------------------------------------------------------------
+
+
+def _fail(code: str, message: str) -> None:
+    click.echo(f"wonderq: {code}: {message}", err=True)
+
+
+def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn a broker error into `wonderq: <code>: <message>` on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from wonderq.client import WonderQClientError
+
+        try:
+            return command(*args, **kwargs)
+        except WonderQClientError as error:
+            _fail(error.code, error.message)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _client() -> Client:
+    from wonderq.client import Client
+
+    url = click.get_current_context().find_root().obj
+    assert isinstance(url, str)
+    return Client(url)
+
+
+def message_json(message: ReceivedMessage) -> dict[str, Any]:
+    """A delivery as one JSON object: bytes bodies as `body_base64`, every other body as `body`."""
+    body: dict[str, Any] = (
+        {"body_base64": base64.b64encode(message.body).decode("ascii")}
+        if isinstance(message.body, bytes)
+        else {"body": message.body}
+    )
+    return {
+        "id": message.id,
+        "receipt": message.receipt,
+        **body,
+        "content_type": message.content_type,
+        "receive_count": message.receive_count,
+        "sent_at": message.sent_at,
+        "lease_expires_at": message.lease_expires_at,
+        "consumer": message.consumer,
+    }
+
+
+@main.command()
+@click.argument("queue")
+@click.argument("body", required=False)
+@click.option("--content-type", help="Media type of the body.")
+@click.option("--json", "as_json", is_flag=True, help="The body is JSON (--content-type application/json).")
+@_reports_errors
+def send(queue: str, body: str | None, content_type: str | None, as_json: bool) -> None:
+    """Send BODY to QUEUE and print the new message's id.
+
+    Without BODY, or with BODY `-`, the body is read from stdin as raw bytes (application/octet-stream unless
+    --content-type or --json says otherwise); BODY given as an argument is text/plain unless told otherwise."""
+    if as_json and content_type:
+        raise click.UsageError("give --json or --content-type, not both")
+    if as_json:
+        content_type = "application/json"
+    data: str | bytes = sys.stdin.buffer.read() if body is None or body == "-" else body
+    with _client() as client:
+        click.echo(client.send(queue, data, content_type))
+
+
+@main.command()
+@click.argument("queue")
+@click.option("--max", "max_messages", type=int, default=1, show_default=True, help="Most messages to receive.")
+@click.option("--wait", type=float, default=0.0, show_default=True, help="Seconds to long-poll for a message.")
+@click.option("--visibility-timeout", type=float, help="Seconds to lease the messages for [default: the queue's].")
+@click.option("--consumer", help="A name for this consumer, shown by peek.")
+@click.option("--ack", is_flag=True, help="Acknowledge each message right after printing it.")
+@_reports_errors
+def receive(
+    queue: str, max_messages: int, wait: float, visibility_timeout: float | None, consumer: str | None, ack: bool
+) -> None:
+    """Receive messages from QUEUE and print each as one line of JSON (nothing when none is ready).
+
+    With --ack each message is acknowledged once its line is written, so a message is never acked unprinted;
+    if an ack fails the reason goes to stderr and the exit status is 1."""
+    from wonderq.client import WonderQClientError
+
+    failed = False
+    with _client() as client:
+        for message in client.receive(queue, max_messages, wait, visibility_timeout, consumer):
+            click.echo(json.dumps(message_json(message), ensure_ascii=False))  # click.echo flushes
+            if ack:
+                try:
+                    client.ack(queue, message.id, message.receipt)
+                except WonderQClientError as error:
+                    _fail(error.code, f"{message.id}: {error.message}")
+                    failed = True
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("queue")
+@click.argument("receipts", nargs=-1, required=True)
+@_reports_errors
+def ack(queue: str, receipts: tuple[str, ...]) -> None:
+    """Acknowledge the deliveries of QUEUE with these RECEIPTS. Exit status 1 if any could not be acked."""
+    with _client() as client:
+        result = client.ack_batch(queue, receipts)
+    for failure in result.failed:
+        _fail(failure.code, f"{failure.receipt}: {failure.message}")
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
+@_reports_errors
+def queues() -> None:
+    """A table of the queues and their message counts."""
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    with _client() as client:
+        all_stats = client.list_queues()
+    counts = ("ready", "leased", "sent", "received", "acked", "expired", "released", "timeout")
+    table = Table(
+        Column("queue", overflow="fold"),  # a long name folds onto more lines; it is never cut short
+        *(Column(name, justify="right", no_wrap=True, min_width=len(name)) for name in counts),
+        box=None,  # fits 80 columns (a pipe, CI) with every header whole
+        pad_edge=False,
+        header_style="bold",
+    )
+    for stats in all_stats:
+        numbers = [str(stats[key]) for key in counts[:-1]]
+        table.add_row(stats["name"], *numbers, f"{stats['attributes']['visibility_timeout']:g}s")
+    Console().print(table)
+
+
+@main.command()
+@click.argument("queue")
+@_reports_errors
+def stats(queue: str) -> None:
+    """QUEUE's attributes and counts, as JSON."""
+    with _client() as client:
+        click.echo(json.dumps(client.get_queue(queue), indent=2))
+
+
+@main.command()
+@click.option("--queues", "queue_count", type=int, default=3, show_default=True, help="Queues to spread messages over.")
+@click.option("--producers", type=int, default=2, show_default=True)
+@click.option("--consumers", type=int, default=4, show_default=True)
+@click.option("--messages", type=int, help="Messages to send in all [default: 100 unless --duration is given].")
+@click.option("--duration", type=float, help="Seconds to keep producing.")
+@click.option("--interval", type=float, default=0.05, show_default=True, help="Seconds between one producer's sends.")
+@click.option("--visibility-timeout", type=float, default=2.0, show_default=True, help="Lease length, seconds.")
+@click.option(
+    "--max-processing-time",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Each delivery takes a random time up to this, seconds; beyond the lease it is redelivered.",
+)
+@click.option("--drain-timeout", type=float, default=60.0, show_default=True, help="Seconds to empty the queues.")
+@click.option("--seed", type=int, help="Seed for the random choices.")
+@click.option("--prefix", default="sim-", show_default=True, help="Queue name prefix; these queues are reset first.")
+@_reports_errors
+def simulate(
+    queue_count: int,
+    producers: int,
+    consumers: int,
+    messages: int | None,
+    duration: float | None,
+    interval: float,
+    visibility_timeout: float,
+    max_processing_time: float,
+    drain_timeout: float,
+    seed: int | None,
+    prefix: str,
+) -> None:
+    """Run producers and slow consumers against the broker, then check that no message was lost.
+
+    Exit status 1 if a message sent was neither acked nor still queued (or was acked twice)."""
+    import trio
+    from rich.console import Console
+
+    from wonderq.simulate import SimulationConfig, run_live
+
+    try:
+        config = SimulationConfig(
+            queues=queue_count,
+            producers=producers,
+            consumers=consumers,
+            messages=100 if messages is None and duration is None else messages,
+            duration=duration,
+            interval=interval,
+            visibility_timeout=visibility_timeout,
+            max_processing_time=max_processing_time,
+            seed=seed,
+            prefix=prefix,
+            drain_timeout=drain_timeout,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    url = click.get_current_context().find_root().obj
+    report = trio.run(run_live, url, config, Console())
+    if not report.ok:
         sys.exit(1)

@@ -1,0 +1,571 @@
+"""The Python client of the WonderQ HTTP API: `Client` (blocking) and `AsyncClient` (trio or asyncio, via httpx).
+
+Every operation is described once, by a pure function returning a `Call`: the request to make and the function
+that parses its reply. The two classes only do the I/O, so they cannot drift apart. Imports nothing of the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from wonderq import __version__
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "AckFailure",
+    "AckResult",
+    "AsyncClient",
+    "Client",
+    "PeekPage",
+    "PeekedMessage",
+    "ReceivedMessage",
+    "WonderQClientError",
+    "WonderQConnectionError",
+]
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+DEFAULT_TIMEOUT = 10.0  # seconds for connect, write and read; a long poll's read also gets its `wait` on top
+OCTET_STREAM = "application/octet-stream"
+TEXT_UTF8 = "text/plain; charset=utf-8"
+JSON_TYPE = "application/json"
+USER_AGENT = f"wonderq-client/{__version__}"
+
+
+# ---- errors -------------------------------------------------------------------------------------------
+
+
+class WonderQClientError(Exception):
+    """The server refused a request (`status` and `code` as in its `{"error": {...}}` reply) or could not be asked.
+
+    `status` is None when no HTTP reply arrived (see WonderQConnectionError)."""
+
+    def __init__(self, status: int | None, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class WonderQConnectionError(WonderQClientError):
+    """No reply: the server could not be reached (code "connection_failed") or did not answer in time ("timeout").
+
+    The request may or may not have been applied; retrying a send can duplicate a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(None, code, message)
+
+
+# ---- reply types --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One delivery. `body` is decoded by the reply's encoding: a JSON value, a `str` (text/*) or `bytes`."""
+
+    id: str
+    receipt: str  # acknowledges exactly this delivery
+    body: Any
+    content_type: str
+    receive_count: int  # 1 on the first delivery; more means the message was redelivered
+    sent_at: float  # epoch seconds
+    lease_expires_at: float  # epoch seconds
+    consumer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeekedMessage:
+    """A message as `peek` shows it (never with a receipt). `state` is "ready" or "leased"."""
+
+    id: str
+    state: str
+    body: Any
+    content_type: str
+    receive_count: int
+    sent_at: float  # epoch seconds
+    lease_expires_at: float | None  # epoch seconds; None unless leased
+    consumer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeekPage:
+    messages: tuple[PeekedMessage, ...]
+    next_after: str | None  # pass as `after` for the next page; None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class AckFailure:
+    receipt: str
+    code: str  # e.g. "lease_lost", "message_not_found", "invalid_receipt"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    acked: tuple[str, ...]  # receipts
+    failed: tuple[AckFailure, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ---- calls: one pure description per operation ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One HTTP request and how to read its successful reply. Error replies are handled by `finish`."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    wait: float = 0.0  # seconds the server may hold the request (long poll): added to the read timeout
+
+    def timeout(self, seconds: float) -> httpx.Timeout:
+        return httpx.Timeout(seconds, read=seconds + self.wait)
+
+
+def check_base_url(url: str) -> str:
+    """The base URL without a trailing slash; ValueError unless it is an absolute http(s) URL."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"invalid URL {url!r}: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"invalid URL {url!r}: expected http://HOST[:PORT] or https://HOST[:PORT]")
+    return url.rstrip("/")
+
+
+def dump_json(value: object) -> bytes:
+    """Strict JSON (NaN and infinities are rejected, as the server would). TypeError/ValueError if not JSON."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def encode_body(body: object, content_type: str | None = None) -> tuple[bytes, str]:
+    """The bytes and media type that carry `body`: bytes as they are (default application/octet-stream), a str
+    as UTF-8 (default text/plain; charset=utf-8), anything else as JSON (default application/json)."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body), content_type or OCTET_STREAM
+    if isinstance(body, str):
+        return body.encode("utf-8"), content_type or TEXT_UTF8
+    return dump_json(body), content_type or JSON_TYPE
+
+
+def batch_entry(body: object) -> dict[str, Any]:
+    """One entry of a batch send: bytes as base64, a str as text/plain, anything else as a JSON value."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return {"body_base64": base64.b64encode(body).decode("ascii")}
+    if isinstance(body, str):
+        return {"body": body, "content_type": TEXT_UTF8}
+    return {"body": body}
+
+
+def _segment(value: str) -> str:
+    # Dots are escaped too, so that a name like ".." reaches the server as a name instead of being resolved
+    # as a relative path segment on the way.
+    return quote(value, safe="").replace(".", "%2E")
+
+
+def _queue_path(queue: str, *rest: str) -> str:
+    return "/".join(["/v1/queues", _segment(queue), *rest])
+
+
+def _json_call(method: str, path: str, parse: Callable[[httpx.Response], T], body: object, **kw: Any) -> Call[T]:
+    return Call(method, path, parse, content=dump_json(body), headers={"Content-Type": JSON_TYPE}, **kw)
+
+
+def _document(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except RecursionError:
+        # WonderQ refuses bodies nested deeper than about 200 levels, so only a reply from something else (a
+        # proxy, another server at this URL) can nest deeper than Python's recursion limit.
+        raise ValueError("the reply is nested too deeply to parse") from None
+
+
+def _dict(response: httpx.Response) -> dict[str, Any]:
+    document = _document(response)
+    if not isinstance(document, dict):
+        raise TypeError(f"expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def decode_body(item: Mapping[str, Any]) -> Any:
+    """A message body from a reply item, by its "encoding": a JSON value, a str, or bytes."""
+    encoding = item["encoding"]
+    if encoding == "json":
+        return item["body"]
+    if encoding == "text":
+        return str(item["body"])
+    if encoding == "base64":
+        return base64.b64decode(item["body_base64"], validate=True)
+    raise ValueError(f"unknown body encoding {encoding!r}")
+
+
+def received_message(item: Mapping[str, Any]) -> ReceivedMessage:
+    return ReceivedMessage(
+        id=item["id"],
+        receipt=item["receipt"],
+        body=decode_body(item),
+        content_type=item["content_type"],
+        receive_count=item["receive_count"],
+        sent_at=item["sent_at"],
+        lease_expires_at=item["lease_expires_at"],
+        consumer=item["consumer"],
+    )
+
+
+def peeked_message(item: Mapping[str, Any]) -> PeekedMessage:
+    return PeekedMessage(
+        id=item["id"],
+        state=item["state"],
+        body=decode_body(item),
+        content_type=item["content_type"],
+        receive_count=item["receive_count"],
+        sent_at=item["sent_at"],
+        lease_expires_at=item["lease_expires_at"],
+        consumer=item["consumer"],
+    )
+
+
+def health_call() -> Call[dict[str, Any]]:
+    return Call("GET", "/health", _dict)
+
+
+def list_queues_call() -> Call[list[dict[str, Any]]]:
+    return Call("GET", "/v1/queues", lambda response: list(_dict(response)["queues"]))
+
+
+def create_queue_call(name: str, visibility_timeout: float | None = None) -> Call[tuple[dict[str, Any], bool]]:
+    attributes = {} if visibility_timeout is None else {"visibility_timeout": visibility_timeout}
+    # 201 means the queue was created; 200 that it existed (and the attributes given were updated).
+    return _json_call("PUT", _queue_path(name), lambda r: (_dict(r), r.status_code == 201), attributes)
+
+
+def get_queue_call(name: str) -> Call[dict[str, Any]]:
+    return Call("GET", _queue_path(name), _dict)
+
+
+def delete_queue_call(name: str) -> Call[None]:
+    return Call("DELETE", _queue_path(name), _nothing)
+
+
+def purge_call(name: str) -> Call[int]:
+    return Call("POST", _queue_path(name, "purge"), lambda response: int(_dict(response)["purged"]))
+
+
+def send_call(queue: str, body: object, content_type: str | None = None) -> Call[str]:
+    data, media_type = encode_body(body, content_type)
+    path = _queue_path(queue, "messages")
+    return Call("POST", path, lambda r: str(_dict(r)["id"]), content=data, headers={"Content-Type": media_type})
+
+
+def send_batch_call(queue: str, bodies: Sequence[object]) -> Call[list[str]]:
+    def parse(response: httpx.Response) -> list[str]:
+        return [str(message_id) for message_id in _dict(response)["ids"]]
+
+    messages = [batch_entry(body) for body in bodies]
+    return _json_call("POST", _queue_path(queue, "messages", "batch"), parse, {"messages": messages})
+
+
+def receive_call(
+    queue: str,
+    max: int = 1,
+    wait: float = 0.0,
+    visibility_timeout: float | None = None,
+    consumer: str | None = None,
+) -> Call[list[ReceivedMessage]]:
+    request: dict[str, Any] = {"max": max, "wait": wait}
+    if visibility_timeout is not None:
+        request["visibility_timeout"] = visibility_timeout
+    if consumer is not None:
+        request["consumer"] = consumer
+
+    def parse(response: httpx.Response) -> list[ReceivedMessage]:
+        return [received_message(item) for item in _dict(response)["messages"]]
+
+    return _json_call("POST", _queue_path(queue, "receive"), parse, request, wait=wait if wait > 0 else 0.0)
+
+
+def ack_call(queue: str, message_id: str, receipt: str) -> Call[None]:
+    return Call("DELETE", _queue_path(queue, "messages", _segment(message_id)), _nothing, params={"receipt": receipt})
+
+
+def parse_ack_result(response: httpx.Response) -> AckResult:
+    document = _dict(response)
+    failed = tuple(AckFailure(str(f["receipt"]), str(f["code"]), str(f["message"])) for f in document["failed"])
+    return AckResult(acked=tuple(str(receipt) for receipt in document["acked"]), failed=failed)
+
+
+def ack_batch_call(queue: str, receipts: Sequence[str]) -> Call[AckResult]:
+    return _json_call("POST", _queue_path(queue, "ack"), parse_ack_result, {"receipts": list(receipts)})
+
+
+def change_visibility_call(queue: str, message_id: str, receipt: str, seconds: float) -> Call[float | None]:
+    def parse(response: httpx.Response) -> float | None:
+        deadline = _dict(response)["lease_expires_at"]
+        return None if deadline is None else float(deadline)
+
+    path = _queue_path(queue, "messages", _segment(message_id))
+    return _json_call("PATCH", path, parse, {"receipt": receipt, "visibility_timeout": seconds})
+
+
+def peek_call(queue: str, state: str | None = None, limit: int = 100, after: str | None = None) -> Call[PeekPage]:
+    params = {"limit": str(limit)}
+    if state is not None:
+        params["state"] = state
+    if after is not None:
+        params["after"] = after
+
+    def parse(response: httpx.Response) -> PeekPage:
+        document = _dict(response)
+        next_after = document["next_after"]
+        messages = tuple(peeked_message(item) for item in document["messages"])
+        return PeekPage(messages, None if next_after is None else str(next_after))
+
+    return Call("GET", _queue_path(queue, "messages"), parse, params=params)
+
+
+# ---- replies and failures ------------------------------------------------------------------------------
+
+
+def error_from_response(response: httpx.Response) -> WonderQClientError:
+    """The error an unsuccessful reply stands for: the server's own code and message when it sent them."""
+    status = response.status_code
+    try:
+        error = _dict(response)["error"]
+        code, message = error["code"], error["message"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    else:
+        if isinstance(code, str) and isinstance(message, str):
+            return WonderQClientError(status, code, message)
+    # Not a WonderQ error document (a proxy in between, a wrong URL): keep what there is to see.
+    text = " ".join(response.text.split())[:200] or response.reason_phrase
+    return WonderQClientError(status, f"http_{status}", text)
+
+
+def finish(call: Call[T], response: httpx.Response) -> T:
+    """The result of `call` from its reply; WonderQClientError for an error reply or one that cannot be read."""
+    if not response.is_success:
+        raise error_from_response(response)
+    try:
+        return call.parse(response)
+    except (ValueError, KeyError, TypeError) as error:
+        message = f"unexpected reply to {call.method} {call.path}: {error!r}"
+        raise WonderQClientError(response.status_code, "invalid_response", message) from error
+
+
+def transport_error(base_url: str, call: Call[Any], error: httpx.TransportError) -> WonderQConnectionError:
+    if isinstance(error, httpx.TimeoutException):
+        return WonderQConnectionError("timeout", f"{call.method} {base_url}{call.path}: no reply in time ({error})")
+    detail = str(error) or type(error).__name__
+    return WonderQConnectionError("connection_failed", f"cannot reach WonderQ at {base_url}: {detail}")
+
+
+# ---- the clients: I/O only -----------------------------------------------------------------------------
+
+
+HEADERS = {"User-Agent": USER_AGENT}
+
+
+def _limits(max_connections: int) -> httpx.Limits:
+    # Keep every connection alive that may be open at once: a busy caller (many consumer tasks) would
+    # otherwise open and close a TCP connection per request.
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
+class _Base:
+    def __init__(self, base_url: str, timeout: float) -> None:
+        self.base_url = check_base_url(base_url)
+        self.timeout = timeout  # seconds; see DEFAULT_TIMEOUT
+        # Every request goes to base_url and redirects are not followed, so a plain-http client never uses TLS:
+        # skipping certificate loading then saves 50-300 ms per client (each CLI command makes one).
+        self._verify_tls = httpx.URL(self.base_url).scheme == "https"
+
+    def _request_args(self, call: Call[Any]) -> dict[str, Any]:
+        return {
+            "params": call.params,
+            "content": call.content,
+            "headers": call.headers,
+            "timeout": call.timeout(self.timeout),
+        }
+
+
+class Client(_Base):
+    """A blocking client. Use as a context manager, or call `close()`.
+
+    `timeout` bounds connecting, sending and waiting for a reply (a long poll's `wait` is added to the latter);
+    `max_connections` bounds the connections open at once (requests beyond it wait for one)."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT, max_connections: int = 100
+    ) -> None:
+        super().__init__(base_url, timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=HEADERS, limits=_limits(max_connections), verify=self._verify_tls
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _run(self, call: Call[T]) -> T:
+        try:
+            response = self._http.request(call.method, call.path, **self._request_args(call))
+        except httpx.TransportError as error:
+            raise transport_error(self.base_url, call, error) from error
+        return finish(call, response)
+
+    def health(self) -> dict[str, Any]:
+        return self._run(health_call())
+
+    def list_queues(self) -> list[dict[str, Any]]:
+        return self._run(list_queues_call())
+
+    def create_queue(self, name: str, visibility_timeout: float | None = None) -> tuple[dict[str, Any], bool]:
+        """Create the queue or update its attributes. Returns its stats and whether it was created."""
+        return self._run(create_queue_call(name, visibility_timeout))
+
+    def get_queue(self, name: str) -> dict[str, Any]:
+        return self._run(get_queue_call(name))
+
+    def delete_queue(self, name: str) -> None:
+        self._run(delete_queue_call(name))
+
+    def purge(self, name: str) -> int:
+        """Remove every message of the queue. Returns how many were removed."""
+        return self._run(purge_call(name))
+
+    def send(self, queue: str, body: object, content_type: str | None = None) -> str:
+        """Send one message (see `encode_body` for how `body` is carried). Returns its id."""
+        return self._run(send_call(queue, body, content_type))
+
+    def send_batch(self, queue: str, bodies: Sequence[object]) -> list[str]:
+        """Send all of `bodies` or none (see `batch_entry`). Returns their ids in order."""
+        return self._run(send_batch_call(queue, bodies))
+
+    def receive(
+        self,
+        queue: str,
+        max: int = 1,
+        wait: float = 0.0,
+        visibility_timeout: float | None = None,
+        consumer: str | None = None,
+    ) -> list[ReceivedMessage]:
+        """Lease up to `max` messages, long-polling up to `wait` seconds for the first one."""
+        return self._run(receive_call(queue, max, wait, visibility_timeout, consumer))
+
+    def ack(self, queue: str, id: str, receipt: str) -> None:
+        self._run(ack_call(queue, id, receipt))
+
+    def ack_batch(self, queue: str, receipts: Sequence[str]) -> AckResult:
+        return self._run(ack_batch_call(queue, receipts))
+
+    def change_visibility(self, queue: str, id: str, receipt: str, seconds: float) -> float | None:
+        """Extend the lease to `seconds` from now, or with 0 release it. Returns the new deadline or None."""
+        return self._run(change_visibility_call(queue, id, receipt, seconds))
+
+    def peek(self, queue: str, state: str | None = None, limit: int = 100, after: str | None = None) -> PeekPage:
+        return self._run(peek_call(queue, state, limit, after))
+
+
+class AsyncClient(_Base):
+    """The same client for async code (trio or asyncio). Use as an async context manager, or await `aclose()`."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT, max_connections: int = 100
+    ) -> None:
+        super().__init__(base_url, timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=HEADERS, limits=_limits(max_connections), verify=self._verify_tls
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        try:
+            response = await self._http.request(call.method, call.path, **self._request_args(call))
+        except httpx.TransportError as error:
+            raise transport_error(self.base_url, call, error) from error
+        return finish(call, response)
+
+    async def health(self) -> dict[str, Any]:
+        return await self._run(health_call())
+
+    async def list_queues(self) -> list[dict[str, Any]]:
+        return await self._run(list_queues_call())
+
+    async def create_queue(self, name: str, visibility_timeout: float | None = None) -> tuple[dict[str, Any], bool]:
+        return await self._run(create_queue_call(name, visibility_timeout))
+
+    async def get_queue(self, name: str) -> dict[str, Any]:
+        return await self._run(get_queue_call(name))
+
+    async def delete_queue(self, name: str) -> None:
+        await self._run(delete_queue_call(name))
+
+    async def purge(self, name: str) -> int:
+        return await self._run(purge_call(name))
+
+    async def send(self, queue: str, body: object, content_type: str | None = None) -> str:
+        return await self._run(send_call(queue, body, content_type))
+
+    async def send_batch(self, queue: str, bodies: Sequence[object]) -> list[str]:
+        return await self._run(send_batch_call(queue, bodies))
+
+    async def receive(
+        self,
+        queue: str,
+        max: int = 1,
+        wait: float = 0.0,
+        visibility_timeout: float | None = None,
+        consumer: str | None = None,
+    ) -> list[ReceivedMessage]:
+        return await self._run(receive_call(queue, max, wait, visibility_timeout, consumer))
+
+    async def ack(self, queue: str, id: str, receipt: str) -> None:
+        await self._run(ack_call(queue, id, receipt))
+
+    async def ack_batch(self, queue: str, receipts: Sequence[str]) -> AckResult:
+        return await self._run(ack_batch_call(queue, receipts))
+
+    async def change_visibility(self, queue: str, id: str, receipt: str, seconds: float) -> float | None:
+        return await self._run(change_visibility_call(queue, id, receipt, seconds))
+
+    async def peek(self, queue: str, state: str | None = None, limit: int = 100, after: str | None = None) -> PeekPage:
+        return await self._run(peek_call(queue, state, limit, after))
