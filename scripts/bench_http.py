@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Full-cycle throughput over HTTP: send N messages, receive them, acknowledge them; messages per second.
+"""HTTP throughput of an in-memory WonderQ, measured from one synchronous httpx client.
 
-Starts its own server (`python -m wonderq serve --port 0`) on 127.0.0.1, runs each batch size several times
-and prints the median and range of each, plus the ratio of each batch size to batch 1 measured in the same
-run. Usage:
+1. Requests per second of single requests: `GET /health` (the framework plus a statistics read), a 200-byte
+   send, and a receive on an empty queue (parsing, validation and an actor round trip).
+2. The full cycle: send N messages of 200 bytes, receive them, acknowledge them, at each batch size; messages
+   per second, each message counted once.
 
-    .venv/bin/python scripts/bench_cycle.py [--messages 2000] [--runs 5] [--batches 1,10,100] [--json out.json]
+Starts its own server (`python -m wonderq serve --port 0`) on 127.0.0.1 and stops it by its pid. Every figure
+is the median (and range) of several runs; workloads are interleaved within a run so that drift in machine
+load hits all of them alike, and ratios are taken within the same run. Usage:
+
+    .venv/bin/python scripts/bench_http.py [--messages 2000] [--requests 500] [--runs 5] [--batches 1,10,100]
+                                           [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -65,20 +72,45 @@ def full_cycle(http: httpx.Client, queue: str, messages: int, batch: int) -> flo
     return time.perf_counter() - started
 
 
+def requests_per_second(http: httpx.Client, name: str, requests: int) -> float:
+    calls: dict[str, Callable[[], httpx.Response]] = {
+        "GET /health": lambda: http.get("/health"),
+        "POST send (200 B)": lambda: http.post(
+            "/v1/queues/rps/messages", content=PAYLOAD, headers={"content-type": "text/plain"}
+        ),
+        "POST receive (empty)": lambda: http.post("/v1/queues/rps-empty/receive"),
+    }
+    call = calls[name]
+    started = time.perf_counter()
+    for _ in range(requests):
+        call().raise_for_status()
+    return requests / (time.perf_counter() - started)
+
+
+REQUESTS = ("GET /health", "POST send (200 B)", "POST receive (empty)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000, help="messages per run (default 2000)")
-    parser.add_argument("--runs", type=int, default=5, help="runs per batch size (default 5)")
+    parser.add_argument("--requests", type=int, default=500, help="requests per single-request run (default 500)")
+    parser.add_argument("--runs", type=int, default=5, help="runs of every workload (default 5)")
     parser.add_argument("--batches", default="1,10,100", help="batch sizes (default 1,10,100)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     process, url = start_server(max(batches))
     results: dict[int, list[float]] = {batch: [] for batch in batches}
+    rates: dict[str, list[float]] = {name: [] for name in REQUESTS}
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
             full_cycle(http, "warmup", 200, 10)
+            http.put("/v1/queues/rps-empty").raise_for_status()
             for run in range(args.runs):
+                for name in REQUESTS:
+                    rates[name].append(requests_per_second(http, name, args.requests))
+                    print(f"run {run + 1}/{args.runs} {name}: {rates[name][-1]:,.0f} req/s", file=sys.stderr)
+                http.post("/v1/queues/rps/purge").raise_for_status()
                 for batch in batches:  # interleaved, so drift in machine load hits every size alike
                     seconds = full_cycle(http, f"bench-{batch}", args.messages, batch)
                     results[batch].append(args.messages / seconds)
@@ -86,6 +118,14 @@ def main() -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+    health = statistics.median(rates[REQUESTS[0]])
+    print(f"\nsingle requests, {args.requests} per run, {args.runs} runs")
+    print(f"{'request':<22} {'median req/s':>13} {'min':>7} {'max':>7} {'vs /health':>11}")
+    for name in REQUESTS:
+        median = statistics.median(rates[name])
+        print(
+            f"{name:<22} {median:>13,.0f} {min(rates[name]):>7,.0f} {max(rates[name]):>7,.0f} {median / health:>10.2f}x"
+        )
     base = statistics.median(results[batches[0]])
     summary: list[dict[str, Any]] = []
     print(f"\nfull cycle (send + receive + ack), {args.messages} messages of {len(PAYLOAD)} bytes, {args.runs} runs")
@@ -99,7 +139,8 @@ def main() -> None:
         summary.append({"batch": batch, "median": median, "runs": results[batch]})
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"messages": args.messages, "payload_bytes": len(PAYLOAD), "results": summary}, out, indent=2)
+            document = {"messages": args.messages, "payload_bytes": len(PAYLOAD), "cycle": summary, "requests": rates}
+            json.dump(document, out, indent=2)
 
 
 if __name__ == "__main__":
