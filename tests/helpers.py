@@ -21,7 +21,11 @@ EPOCH = 1_800_000_000.0  # wall-clock seconds the tests' trio clock 0 maps to
 
 
 def limits(**overrides: Any) -> Limits:
-    values: dict[str, Any] = {"max_message_bytes": 1024, "max_batch": 10, "default_visibility_timeout": 30.0}
+    values: dict[str, Any] = {
+        "max_message_bytes": 1024,
+        "max_batch": 10,
+        "default_visibility_timeout": 30.0,
+    }
     values.update(overrides)
     return Limits(**values)
 
@@ -39,6 +43,7 @@ def text(value: str) -> Payload:
 
 def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "memory": True,
         "host": "127.0.0.1",
         "port": 0,
         "max_message_bytes": 1024,

@@ -39,8 +39,11 @@ async def serving(**overrides: Any) -> AsyncIterator[str]:
 
 @contextmanager
 def server_process(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[ServerProcess]:
-    """`python -m wonderq serve --port 0 ARGS` as a child process; stopped (by its pid) on exit."""
+    """`python -m wonderq serve --port 0 ARGS` as a child process; stopped (by its pid) on exit.
+    In memory unless ARGS name a `--data-dir`."""
     command = [sys.executable, "-m", "wonderq", "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    if "--data-dir" not in args:
+        command.append("--memory")
     child_env = {**os.environ, **(env or {})}
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=child_env, cwd=cwd

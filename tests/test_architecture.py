@@ -12,7 +12,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 # Lower layers first. A module may import only from layers before its own.
 LAYERS: list[set[str]] = [
     {"errors", "model", "ids", "clock"},
-    {"core"},
+    {"core", "store"},
     {"commands", "config"},
     {"actor"},
     {"ticker"},

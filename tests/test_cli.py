@@ -232,7 +232,7 @@ def test_simulate(server: ServerProcess) -> None:
 
 def test_serve_on_a_taken_port_fails_cleanly(server: ServerProcess) -> None:
     port = server.url.rsplit(":", 1)[1]
-    result = CliRunner().invoke(main, ["serve", "--port", port])
+    result = CliRunner().invoke(main, ["serve", "--memory", "--port", port])
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"wonderq: cannot serve on 127.0.0.1:{port}: ")
     assert "Traceback" not in result.output

@@ -162,7 +162,10 @@ def test_a_port_in_use_fails_start_up_clearly() -> None:
     with server_process() as first:
         port = first.url.rsplit(":", 1)[1]
         result = subprocess.run(
-            [sys.executable, "-m", "wonderq", "serve", "--port", port], capture_output=True, text=True, timeout=30
+            [sys.executable, "-m", "wonderq", "serve", "--memory", "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert result.returncode == 1
         assert f"cannot serve on 127.0.0.1:{port}" in result.stderr

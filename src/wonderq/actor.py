@@ -11,19 +11,23 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import outcome
 import trio
 
 from wonderq.clock import WallClock
-from wonderq.commands import AnyCommand, Command, Receive, ReturnUndelivered, StopParking, execute
+from wonderq.commands import AnyCommand, Command, Compact, Control, Receive, ReturnUndelivered, StopParking, execute
 from wonderq.core import Core
 from wonderq.errors import ShuttingDown, WonderQError
-from wonderq.model import Lease
+from wonderq.model import Changes, Lease, Snapshot
+
+log = logging.getLogger("wonderq.actor")
 
 R = TypeVar("R")
 
@@ -63,7 +67,18 @@ class ReplySlot(Generic[R]):
         return self._result if self.abandoned else None
 
 
-Envelope = tuple[AnyCommand | StopParking, ReplySlot[Any]]
+Envelope = tuple[AnyCommand | Control, ReplySlot[Any]]
+
+
+class Journal(Protocol):
+    """Where the actor makes changes durable (wonderq.store.SqliteStore). Its calls block: the actor runs them
+    in a worker thread, one at a time. Failing calls raise a WonderQError and store nothing."""
+
+    def load(self) -> Snapshot: ...
+
+    def commit(self, changes: Changes) -> None: ...
+
+    def compact(self) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,8 @@ class ActorStatistics:
     parked: int  # long polls waiting for a message
     commands: int  # applied since start
     batches: int  # wake-ups since start; commands / batches is the mean drain size
+    commits: int  # journal transactions since start (0 without a journal)
+    commit_seconds: float  # total time spent committing
 
 
 class ActorHandle:
@@ -115,16 +132,21 @@ class _Parked:
 
 
 class Actor:
-    def __init__(self, core: Core, clock: WallClock) -> None:
+    """Owns `core` (and `journal`, if any: then no reply leaves before its changes are committed)."""
+
+    def __init__(self, core: Core, clock: WallClock, journal: Journal | None = None) -> None:
         self._core = core
         self._clock = clock
+        self._journal = journal
+        self._commits = 0
+        self._commit_seconds = 0.0
         self._send, self._inbox = trio.open_memory_channel[Envelope](INBOX_SIZE)
         self._parked: dict[str, deque[_Parked]] = {}
         self._parked_deadlines: list[tuple[float, int, _Parked]] = []
         self._parked_count = 0
         self._parking = True  # False once shutting down: receives with `wait` then answer at once
         self._order = itertools.count()
-        self._replies: list[tuple[AnyCommand | StopParking, ReplySlot[Any], outcome.Outcome[Any]]] = []
+        self._replies: list[tuple[AnyCommand | Control, ReplySlot[Any], outcome.Outcome[Any]]] = []
         self._commands = 0
         self._batches = 0
         self.handle = ActorHandle(self._send, self)
@@ -135,28 +157,36 @@ class Actor:
             parked=self._parked_count,
             commands=self._commands,
             batches=self._batches,
+            commits=self._commits,
+            commit_seconds=self._commit_seconds,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the core until cancelled. An unexpected exception is a bug: it propagates and stops the server."""
         task_status.started()
         try:
+            more = False
             while True:
-                batch = await self._next_batch()
+                batch = await self._next_batch(wait=not more)
                 now = self._clock.now()
                 for command, slot in batch:
-                    self._apply(command, slot, now)
+                    await self._apply(command, slot, now)
                 self._serve_parked(now)
                 self._end_parked_at(trio.current_time())
-                self._send_replies(now)
+                await self._commit()
+                more = self._send_replies(now)
                 self._commands += len(batch)
                 self._batches += 1
         finally:
             self._refuse_everything()
 
-    async def _next_batch(self) -> list[Envelope]:
+    async def _next_batch(self, *, wait: bool) -> list[Envelope]:
+        """Every command waiting, after waiting (unless `wait` is False) for the first one or for the next
+        parked receive's deadline."""
         batch: list[Envelope] = []
         wake_at = self._parked_deadlines[0][0] if self._parked_deadlines else math.inf
+        if not wait:
+            wake_at = -math.inf
         with trio.move_on_at(wake_at):
             batch.append(await self._inbox.receive())
         while len(batch) < MAX_DRAIN:
@@ -166,11 +196,14 @@ class Actor:
                 break
         return batch
 
-    def _apply(self, command: AnyCommand | StopParking, slot: ReplySlot[Any], now: float) -> None:
+    async def _apply(self, command: AnyCommand | Control, slot: ReplySlot[Any], now: float) -> None:
         if isinstance(command, StopParking):
             self._parking = False
             self._end_parked_at(math.inf)
             self._replies.append((command, slot, outcome.Value(None)))
+            return
+        if isinstance(command, Compact):
+            self._replies.append((command, slot, await self._compact()))
             return
         try:
             result = execute(self._core, command, now=now)
@@ -219,19 +252,60 @@ class Actor:
             parked.done = True
             self._parked_count -= 1
 
-    def _send_replies(self, now: float) -> None:
-        while self._replies:
-            replies, self._replies = self._replies, []
-            returned = False
-            for command, slot, result in replies:
-                if slot.deliver(result) or not isinstance(command, Receive):
-                    continue
-                if isinstance(result, outcome.Value) and result.value:
-                    # The requester went away: its leases go back at once, first to anyone still parked.
-                    self._core.return_undelivered(command.queue, result.value, now=now)
-                    returned = True
-            if returned:
-                self._serve_parked(now)
+    async def _commit(self) -> None:
+        """Make this batch's changes durable before any of its replies leave (group commit)."""
+        if self._journal is None:
+            return
+        changes = self._core.drain_changes()
+        if not changes:
+            return
+        # Shielded: once a commit starts, its outcome must be known, so that replies tell the truth.
+        with trio.CancelScope(shield=True):
+            started = time.perf_counter()
+            try:
+                await trio.to_thread.run_sync(self._journal.commit, changes)
+            except WonderQError as error:
+                log.error("journal commit failed, undoing the batch: %s", error.message)
+                await self._undo_batch(error)
+            finally:
+                self._commits += 1
+                self._commit_seconds += time.perf_counter() - started
+
+    async def _undo_batch(self, error: WonderQError) -> None:
+        """The batch is not durable: every success in it becomes `error`, and the core goes back to the state
+        the journal holds, so that memory never runs ahead of the disk. A failure to reload is fatal."""
+        assert self._journal is not None
+        failure: outcome.Outcome[Any] = outcome.Error(error)
+        self._replies = [
+            (command, slot, failure if isinstance(result, outcome.Value) else result)
+            for command, slot, result in self._replies
+        ]
+        self._core.restore(await trio.to_thread.run_sync(self._journal.load))
+
+    async def _compact(self) -> outcome.Outcome[None]:
+        if self._journal is None:
+            return outcome.Value(None)
+        with trio.CancelScope(shield=True):
+            try:
+                report = await trio.to_thread.run_sync(self._journal.compact)
+            except WonderQError as error:
+                log.warning("journal compaction failed: %s", error.message)
+                return outcome.Error(error)
+        log.debug("journal compacted: %s", report)
+        return outcome.Value(None)
+
+    def _send_replies(self, now: float) -> bool:
+        """Deliver every reply of the batch. True if leases came back from requesters that had gone: they
+        may be ready for someone parked, which the next round serves (and commits) without waiting."""
+        replies, self._replies = self._replies, []
+        returned = False
+        for command, slot, result in replies:
+            if slot.deliver(result) or not isinstance(command, Receive):
+                continue
+            if isinstance(result, outcome.Value) and result.value:
+                self._core.return_undelivered(command.queue, result.value, now=now)
+                returned = True
+        return returned
 
     def _refuse_everything(self) -> None:
         """On the way out, answer everyone still waiting so that no requester hangs on a dead actor."""

@@ -69,6 +69,23 @@ def main(ctx: click.Context, url: str) -> None:
     help="Seconds between lease-expiry sweeps [env TICK_INTERVAL; default 0.1].",
 )
 @click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Directory of the journal [env DATA_DIR; default ./wonderq-data; ':memory:' is --memory].",
+)
+@click.option(
+    "--memory", is_flag=True, default=None, help="Keep everything in memory only: lost on restart [env MEMORY]."
+)
+@click.option(
+    "--sync",
+    type=click.Choice(["full", "normal"]),
+    help="full: fsync every commit; normal: a power loss may undo the last commits [env SYNC; default full].",
+)
+@click.option(
+    "--max-store-bytes", type=int, help="Refuse writes past this journal size, 0 for none [env MAX_STORE_BYTES]."
+)
+@click.option("--compact-interval", type=float, help="Seconds between journal compactions [env COMPACT_INTERVAL; 60].")
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -84,13 +101,44 @@ def serve(log_level: str, **flags: object) -> None:
     import trio
 
     from wonderq.server import serve as serve_forever
+    from wonderq.store import StoreError
 
     try:
         trio.run(serve_forever, settings)
+    except* StoreError as unusable:  # the data directory: raised before anything else starts
+        for reason in unusable.exceptions:
+            click.echo(f"wonderq: {reason}", err=True)
+        sys.exit(1)
     except* OSError as group:  # the port is taken, the address does not exist, ...
         for problem in group.exceptions:
             click.echo(f"wonderq: cannot serve on {settings.host}:{settings.port}: {problem}", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default="wonderq-data",
+    show_default=True,
+    help="The data directory of the server to back up.",
+)
+@click.argument("destination", type=click.Path(dir_okay=False))
+def backup(data_dir: str, destination: str) -> None:
+    """Copy the journal to DESTINATION, consistently, even while the server runs.
+
+    Restore by stopping the server and putting the copy in place as DATA_DIR/wonderq.db."""
+    from pathlib import Path
+
+    from wonderq.store import StoreError
+    from wonderq.store import backup as copy_store
+
+    try:
+        messages = copy_store(Path(data_dir), Path(destination))
+    except StoreError as error:
+        click.echo(f"wonderq: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"backed up {messages} messages to {destination}")
 
 
 # ---- client commands ----------------------------------------------------------------------------------

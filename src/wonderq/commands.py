@@ -15,13 +15,13 @@ from wonderq.core import Core
 from wonderq.errors import InvalidParameter
 from wonderq.model import AckReport, Lease, Payload, PeekPage, QueueStats, State
 
-R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)  # a command's reply type: a Command[None] is a Command[object]
 
 MAX_WAIT = 20.0  # seconds a receive may long-poll, as in SQS
 
 
-class Command(Generic[R]):
-    """Base of every command; `R` is the type of its reply."""
+class Command(Generic[R_co]):
+    """Base of every command; `R_co` is the type of its reply."""
 
     __slots__ = ()
 
@@ -121,6 +121,14 @@ class StopParking(Command[None]):
     """Answer every parked receive now (with no messages) and park no more: the server is shutting down.
     Handled by the actor itself, since parked receives are actor state, not queue state."""
 
+
+@dataclass(frozen=True, slots=True)
+class Compact(Command[None]):
+    """Give disk space back: checkpoint and compact the journal. Handled by the actor, which owns the journal."""
+
+
+Control: TypeAlias = StopParking | Compact
+"""Commands for the actor itself rather than the core: `execute` never sees them."""
 
 AnyCommand: TypeAlias = (
     PutQueue

@@ -5,7 +5,8 @@ Validated once at start-up; an invalid value stops the server with a message nam
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,12 +30,21 @@ class Settings(BaseSettings):
     max_batch: Annotated[int, Field(ge=1, le=1000)] = 100  # messages per batch send / receive / ack
     max_request_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 10 * MIB  # any request body
     tick_interval: Annotated[float, Field(gt=0, le=60)] = 0.1  # seconds between lease-expiry sweeps
+    data_dir: Path = Path("wonderq-data")  # relative to the working directory; ":memory:" means `memory`
+    memory: bool = False  # keep everything in memory only: nothing survives a restart
+    sync: Literal["full", "normal"] = "full"  # fsync the journal at every commit, or only at checkpoints
+    max_store_bytes: Annotated[int, Field(ge=0)] = 0  # the journal refuses writes past this size; 0: no limit
+    compact_interval: Annotated[float, Field(gt=0, le=86_400)] = 60.0  # seconds between journal compactions
 
     @model_validator(mode="after")
     def _request_holds_a_message(self) -> Settings:
         if self.max_request_bytes < self.max_message_bytes:
             raise ValueError("MAX_REQUEST_BYTES must be at least MAX_MESSAGE_BYTES")
         return self
+
+    @property
+    def in_memory(self) -> bool:
+        return self.memory or str(self.data_dir) == ":memory:"
 
     def limits(self) -> Limits:
         return Limits(

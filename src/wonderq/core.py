@@ -14,6 +14,8 @@ Rules
 5. READY messages are delivered lowest id first. Ids increase in send order, so a message whose lease ended
    goes out again before newer ones, in its original order.
 6. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
+7. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
+   the journal writes (one transaction per actor batch), and `restore` rebuilds the state from them.
 
 Transitions
     send ──▶ READY ──receive──▶ LEASED ──ack──▶ gone
@@ -46,12 +48,16 @@ from wonderq.errors import (
 from wonderq.model import (
     AckFailure,
     AckReport,
+    Changes,
     Lease,
+    MessageRecord,
     MessageView,
     Payload,
     PeekPage,
     QueueAttributes,
+    QueueRecord,
     QueueStats,
+    Snapshot,
     State,
 )
 
@@ -129,11 +135,18 @@ def split_receipt(receipt: str) -> str:
 class Core:
     """All queues of one broker. Not thread-safe and not async: exactly one owner calls it."""
 
-    def __init__(self, *, limits: Limits, new_id: IdFactory, new_token: TokenFactory) -> None:
+    def __init__(
+        self, *, limits: Limits, new_id: IdFactory, new_token: TokenFactory, track_changes: bool = False
+    ) -> None:
         self.limits = limits
         self._new_id = new_id
         self._new_token = new_token
         self._queues: dict[str, _Queue] = {}
+        self._track = track_changes
+        self._dirty_messages: dict[str, tuple[str, bool]] = {}  # id -> (queue, inserted since the last drain)
+        self._dirty_queues: set[str] = set()
+        self._cleared: list[str] = []  # queues purged or deleted since the last drain, in order
+        self._last_id: str | None = None
 
     # ---- queues -------------------------------------------------------------------------------------
 
@@ -148,14 +161,19 @@ class Core:
                 visibility_timeout = self.limits.default_visibility_timeout
             attributes = QueueAttributes(visibility_timeout=visibility_timeout)
             queue = self._queues[name] = _Queue(name=name, attributes=attributes, created_at=now)
+            self._touch_queue(queue)
             return self._stats(queue), True
         if visibility_timeout is not None:
             queue.attributes = QueueAttributes(visibility_timeout=visibility_timeout)
+            self._touch_queue(queue)
         return self._stats(queue), False
 
     def delete_queue(self, name: str, *, now: float) -> None:
         self._queue(name, now)
         del self._queues[name]
+        if self._track:
+            self._cleared.append(name)
+            self._dirty_queues.add(name)
 
     def queue_stats(self, name: str, *, now: float) -> QueueStats:
         return self._stats(self._queue(name, now))
@@ -171,6 +189,8 @@ class Core:
         queue.ready.clear()
         queue.deadlines.clear()
         queue.leased = 0
+        if self._track:
+            self._cleared.append(name)
         return removed
 
     # ---- sending ------------------------------------------------------------------------------------
@@ -203,7 +223,11 @@ class Core:
             queue.messages[message_id] = _Message(id=message_id, payload=payload, sent_at=now)
             heapq.heappush(queue.ready, message_id)
             ids.append(message_id)
+            if self._track:
+                self._dirty_messages[message_id] = (name, True)
         queue.sent += len(ids)
+        self._last_id = ids[-1]
+        self._touch_queue(queue)
         return ids
 
     # ---- receiving ----------------------------------------------------------------------------------
@@ -240,8 +264,11 @@ class Core:
             message.consumer = consumer
             heapq.heappush(queue.deadlines, (deadline_at, message.id, message.receipt))
             leases.append(_lease(message))
+            self._touch(queue, message)
         queue.leased += len(leases)
         queue.received += len(leases)
+        if leases:
+            self._touch_queue(queue)
         return leases
 
     def has_ready(self, name: str, *, now: float) -> bool:
@@ -263,6 +290,8 @@ class Core:
         del queue.messages[message.id]
         queue.leased -= 1
         queue.acked += 1
+        self._touch(queue, message)
+        self._touch_queue(queue)
 
     def ack_batch(self, name: str, receipts: Sequence[str], *, now: float) -> AckReport:
         """Ack each receipt on its own; failures are reported per receipt and change nothing."""
@@ -296,6 +325,7 @@ class Core:
             return None
         message.deadline_at = now + visibility_timeout
         heapq.heappush(queue.deadlines, (message.deadline_at, message.id, receipt))
+        self._touch(queue, message)
         return message.deadline_at
 
     def return_undelivered(self, name: str, leases: Iterable[Lease], *, now: float) -> None:
@@ -341,6 +371,71 @@ class Core:
             )
         return PeekPage(tuple(views), next_after=None)
 
+    # ---- the journal's view ---------------------------------------------------------------------------
+
+    def drain_changes(self) -> Changes:
+        """What changed since the last drain, as records to write; the marks are cleared."""
+        inserted: list[MessageRecord] = []
+        updated: list[MessageRecord] = []
+        deleted: list[str] = []
+        for message_id, (name, is_new) in self._dirty_messages.items():
+            queue = self._queues.get(name)
+            message = queue.messages.get(message_id) if queue is not None else None
+            if message is None:
+                if not is_new:  # stored before this batch, gone now
+                    deleted.append(message_id)
+            else:
+                (inserted if is_new else updated).append(_record(name, message))
+        queues = [_queue_record(self._queues[name]) for name in self._dirty_queues if name in self._queues]
+        gone = [name for name in self._dirty_queues if name not in self._queues]
+        changes = Changes(
+            cleared_queues=tuple(self._cleared),
+            deleted_messages=tuple(deleted),
+            inserted_messages=tuple(inserted),
+            updated_messages=tuple(updated),
+            deleted_queues=tuple(gone),
+            queues=tuple(queues),
+            last_id=self._last_id,
+        )
+        self._dirty_messages = {}
+        self._dirty_queues = set()
+        self._cleared = []
+        return changes
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Replace all state with `snapshot` (as the journal loaded it). Expired leases end on first use."""
+        self._queues = {}
+        for record in snapshot.queues:
+            self._queues[record.name] = _Queue(
+                name=record.name,
+                attributes=QueueAttributes(visibility_timeout=record.visibility_timeout),
+                created_at=record.created_at,
+                sent=record.sent,
+                received=record.received,
+                acked=record.acked,
+                expired=record.expired,
+                released=record.released,
+            )
+        for item in sorted(snapshot.messages, key=lambda m: m.id):
+            queue = self._queues[item.queue]
+            message = _Message(id=item.id, payload=item.payload, sent_at=item.sent_at, receive_count=item.receive_count)
+            if item.receipt is not None and item.deadline_at is not None:
+                message.state = State.LEASED
+                message.receipt = item.receipt
+                message.deadline_at = item.deadline_at
+                message.consumer = item.consumer
+                queue.deadlines.append((item.deadline_at, item.id, item.receipt))
+                queue.leased += 1
+            else:
+                queue.ready.append(item.id)  # ids ascending: already a valid heap
+            queue.messages[item.id] = message
+        for queue in self._queues.values():
+            heapq.heapify(queue.deadlines)
+        self._last_id = snapshot.last_id
+        self._dirty_messages = {}
+        self._dirty_queues = set()
+        self._cleared = []
+
     # ---- internals ----------------------------------------------------------------------------------
 
     def _queue(self, name: str, now: float) -> _Queue:
@@ -368,6 +463,16 @@ class Core:
         message.consumer = None
         queue.leased -= 1
         heapq.heappush(queue.ready, message.id)
+        self._touch(queue, message)
+        self._touch_queue(queue)  # its counters change with every caller of this
+
+    def _touch(self, queue: _Queue, message: _Message) -> None:
+        if self._track:
+            self._dirty_messages.setdefault(message.id, (queue.name, False))
+
+    def _touch_queue(self, queue: _Queue) -> None:
+        if self._track:
+            self._dirty_queues.add(queue.name)
 
     def _expire_queue(self, queue: _Queue, now: float) -> int:
         expired = 0
@@ -395,6 +500,32 @@ class Core:
             expired=queue.expired,
             released=queue.released,
         )
+
+
+def _record(queue: str, message: _Message) -> MessageRecord:
+    return MessageRecord(
+        id=message.id,
+        queue=queue,
+        payload=message.payload,
+        sent_at=message.sent_at,
+        receive_count=message.receive_count,
+        receipt=message.receipt,
+        deadline_at=message.deadline_at,
+        consumer=message.consumer,
+    )
+
+
+def _queue_record(queue: _Queue) -> QueueRecord:
+    return QueueRecord(
+        name=queue.name,
+        visibility_timeout=queue.attributes.visibility_timeout,
+        created_at=queue.created_at,
+        sent=queue.sent,
+        received=queue.received,
+        acked=queue.acked,
+        expired=queue.expired,
+        released=queue.released,
+    )
 
 
 def _lease(message: _Message) -> Lease:

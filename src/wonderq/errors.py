@@ -84,3 +84,17 @@ class RequestTooLarge(WonderQError):
 class ShuttingDown(WonderQError):
     status = 503
     code = "shutting_down"
+
+
+class StorageFull(WonderQError):
+    """The journal could not commit because the disk (or the store's size limit) is full. Nothing changed."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
+class StorageUnavailable(WonderQError):
+    """The journal could not commit (an I/O error, a locked or damaged file). Nothing changed."""
+
+    status = 503
+    code = "storage_unavailable"

@@ -84,3 +84,68 @@ class AckFailure:
 class AckReport:
     acked: tuple[str, ...]  # receipts
     failed: tuple[AckFailure, ...]
+
+
+# ---- what the journal stores: the durable state of queues and messages ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    name: str
+    visibility_timeout: float  # seconds
+    created_at: float  # epoch seconds
+    sent: int
+    received: int
+    acked: int
+    expired: int
+    released: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A message as stored. A lease (receipt, deadline, consumer) is stored too, so it survives a restart."""
+
+    id: str
+    queue: str
+    payload: Payload
+    sent_at: float  # epoch seconds
+    receive_count: int
+    receipt: str | None  # None unless leased
+    deadline_at: float | None  # epoch seconds; None unless leased
+    consumer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Everything a batch of commands changed, as the journal applies it in one transaction, in this order:
+    drop every stored message of `cleared_queues` (purged or deleted), delete `deleted_messages`, insert
+    `inserted_messages`, update the lease fields of `updated_messages`, delete `deleted_queues`, write `queues`."""
+
+    cleared_queues: tuple[str, ...] = ()
+    deleted_messages: tuple[str, ...] = ()  # ids
+    inserted_messages: tuple[MessageRecord, ...] = ()
+    updated_messages: tuple[MessageRecord, ...] = ()
+    deleted_queues: tuple[str, ...] = ()
+    queues: tuple[QueueRecord, ...] = ()
+    last_id: str | None = None  # the newest id ever issued, so ids stay unique across restarts
+
+    def __bool__(self) -> bool:
+        return any(
+            (
+                self.cleared_queues,
+                self.deleted_messages,
+                self.inserted_messages,
+                self.updated_messages,
+                self.deleted_queues,
+                self.queues,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole durable state, as loaded at start-up."""
+
+    queues: tuple[QueueRecord, ...]
+    messages: tuple[MessageRecord, ...]  # in id order
+    last_id: str | None

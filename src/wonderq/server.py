@@ -1,4 +1,5 @@
-"""The owner nursery: the actor, the ticker and hypercorn run as siblings, so a crash in any one stops them all.
+"""The owner nursery: the actor, the ticker, the compactor and hypercorn run as siblings, so a crash in any one
+stops them all. Before they start, the journal is opened and the state recovered from it.
 
 SIGINT/SIGTERM start a graceful shutdown: hypercorn stops accepting, finishes the requests in flight (parked
 long polls are answered empty), and then the actor and the ticker are cancelled.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from functools import partial
 
 import trio
@@ -20,7 +22,8 @@ from wonderq.commands import StopParking
 from wonderq.config import Settings
 from wonderq.core import Core
 from wonderq.ids import TimeOrderedIds, new_token
-from wonderq.ticker import run_ticker
+from wonderq.store import SqliteStore
+from wonderq.ticker import run_compactor, run_ticker
 from wonderq.web import create_app
 
 log = logging.getLogger("wonderq.server")
@@ -50,21 +53,61 @@ async def serve(
 ) -> None:
     """Serve until `shutdown` is set (or a signal arrives when `shutdown` is None). Reports the bound URLs.
 
-    `core` is the state to serve; by default a new, empty one built from `settings`."""
-    if core is None:
+    The state comes from the journal in `settings.data_dir` (recovered first), or starts empty in memory with
+    `settings.in_memory`; a test may pass its own in-memory `core`. Raises StoreError if the data directory
+    cannot be used."""
+    store: SqliteStore | None = None
+    if core is None and not settings.in_memory:
+        store, core = await open_journal(settings)
+    elif core is None:
         core = Core(limits=settings.limits(), new_id=TimeOrderedIds(), new_token=new_token)
-    actor = Actor(core, WallClock())
-    app = create_app(actor.handle, settings)
-    stop = trio.Event() if shutdown is None else shutdown
-    async with trio.open_nursery() as nursery:
-        await nursery.start(actor.run)
-        if shutdown is None:
-            nursery.start_soon(_stop_on_signal, stop)
-        binds: list[str] = await nursery.start(_serve_http, app, hypercorn_config(settings), stop, nursery)
-        nursery.start_soon(partial(run_ticker, actor.handle, interval=settings.tick_interval))
-        nursery.start_soon(_stop_parking, actor.handle, stop)
-        log.info("WonderQ listening on %s", ", ".join(binds))
-        task_status.started(binds)
+    try:
+        actor = Actor(core, WallClock(), journal=store)
+        app = create_app(actor.handle, settings)
+        stop = trio.Event() if shutdown is None else shutdown
+        async with trio.open_nursery() as nursery:
+            await nursery.start(actor.run)
+            if shutdown is None:
+                nursery.start_soon(_stop_on_signal, stop)
+            binds: list[str] = await nursery.start(_serve_http, app, hypercorn_config(settings), stop, nursery)
+            nursery.start_soon(partial(run_ticker, actor.handle, interval=settings.tick_interval))
+            if store is not None:
+                nursery.start_soon(partial(run_compactor, actor.handle, interval=settings.compact_interval))
+            nursery.start_soon(_stop_parking, actor.handle, stop)
+            log.info("WonderQ listening on %s", ", ".join(binds))
+            task_status.started(binds)
+    finally:
+        if store is not None:
+            store.close()
+
+
+async def open_journal(settings: Settings) -> tuple[SqliteStore, Core]:
+    """Open (and lock) the data directory and rebuild the core from what it holds."""
+    started = time.perf_counter()
+    store = await trio.to_thread.run_sync(
+        partial(SqliteStore, settings.data_dir, sync=settings.sync, max_bytes=settings.max_store_bytes)
+    )
+    try:
+        snapshot = await trio.to_thread.run_sync(store.load)
+        core = Core(
+            limits=settings.limits(),
+            new_id=TimeOrderedIds(floor=snapshot.last_id),
+            new_token=new_token,
+            track_changes=True,
+        )
+        core.restore(snapshot)
+    except BaseException:
+        store.close()
+        raise
+    log.info(
+        "recovered %d messages in %d queues from %s in %.2f s (sync=%s)",
+        len(snapshot.messages),
+        len(snapshot.queues),
+        store.path,
+        time.perf_counter() - started,
+        settings.sync,
+    )
+    return store, core
 
 
 async def _stop_parking(handle: ActorHandle, stop: trio.Event) -> None:

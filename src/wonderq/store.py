@@ -1,0 +1,248 @@
+"""The journal: WonderQ's durable state in SQLite (WAL mode) inside the data directory.
+
+The actor drives it and nothing else: `load` once at start-up, `commit` once per actor batch (the changes the
+core drained, in one transaction, from a worker thread), `compact` now and then. It knows tables and rows,
+never queue rules. The data directory holds `wonderq.db` (plus SQLite's `-wal` and `-shm` files) and
+`wonderq.lock`, which an exclusive lock keeps to one server at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from wonderq.errors import StorageFull, StorageUnavailable, WonderQError
+from wonderq.model import Changes, MessageRecord, Payload, QueueRecord, Snapshot
+
+SCHEMA_VERSION = "1"
+DB_NAME = "wonderq.db"
+LOCK_NAME = "wonderq.lock"
+SQLITE_FULL = 13  # sqlite3 result code: database or disk is full
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept after a checkpoint; the rest is truncated
+
+Sync = Literal["full", "normal"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY,
+    visibility_timeout REAL NOT NULL,
+    created_at REAL NOT NULL,
+    sent INTEGER NOT NULL,
+    received INTEGER NOT NULL,
+    acked INTEGER NOT NULL,
+    expired INTEGER NOT NULL,
+    released INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    queue TEXT NOT NULL,
+    body BLOB NOT NULL,
+    content_type TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL,
+    receipt TEXT,
+    deadline_at REAL,
+    consumer TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue);
+"""
+
+
+class StoreError(Exception):
+    """The data directory cannot be used: the server must not start. The message says why and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompactReport:
+    freed_pages: int
+    file_bytes: int  # size of wonderq.db after compaction
+
+
+class SqliteStore:
+    """One data directory, opened exclusively. Not thread-safe: the actor calls one method at a time."""
+
+    def __init__(self, data_dir: Path, *, sync: Sync = "full", max_bytes: int = 0) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / DB_NAME
+        self._lock = _lock_directory(data_dir)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: cannot use SQLite's WAL mode here (got {mode!r})")
+            # FULL: the WAL is fsynced at every commit. NORMAL: only at checkpoints, so a power loss may undo
+            # the last commits, though a crash of the process never does.
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
+            self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            if max_bytes:
+                page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+                self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+            self._db.executescript(SCHEMA)
+            version = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if version is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif version[0] != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: schema version {version[0]}, this WonderQ reads {SCHEMA_VERSION}")
+        except sqlite3.Error as error:
+            self._unlock()
+            raise StoreError(f"{self.path}: cannot open the store: {error}") from None
+        except StoreError:
+            self._unlock()
+            raise
+
+    def load(self) -> Snapshot:
+        queues = tuple(
+            QueueRecord(*row)
+            for row in self._db.execute(
+                "SELECT name, visibility_timeout, created_at, sent, received, acked, expired, released FROM queues"
+            )
+        )
+        messages = tuple(
+            MessageRecord(
+                id=row[0],
+                queue=row[1],
+                payload=Payload(row[2], row[3]),
+                sent_at=row[4],
+                receive_count=row[5],
+                receipt=row[6],
+                deadline_at=row[7],
+                consumer=row[8],
+            )
+            for row in self._db.execute(
+                "SELECT id, queue, body, content_type, sent_at, receive_count, receipt, deadline_at, consumer"
+                " FROM messages ORDER BY id"
+            )
+        )
+        last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
+        return Snapshot(queues=queues, messages=messages, last_id=last[0] if last else None)
+
+    def commit(self, changes: Changes) -> None:
+        """Apply `changes` in one transaction, durably (per the sync level) before returning.
+
+        Raises StorageFull or StorageUnavailable, and then nothing of `changes` is stored."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for queue in changes.cleared_queues:
+                db.execute("DELETE FROM messages WHERE queue = ?", (queue,))
+            db.executemany("DELETE FROM messages WHERE id = ?", ((i,) for i in changes.deleted_messages))
+            db.executemany(
+                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        m.id,
+                        m.queue,
+                        m.payload.data,
+                        m.payload.content_type,
+                        m.sent_at,
+                        m.receive_count,
+                        m.receipt,
+                        m.deadline_at,
+                        m.consumer,
+                    )
+                    for m in changes.inserted_messages
+                ),
+            )
+            db.executemany(
+                "UPDATE messages SET receive_count = ?, receipt = ?, deadline_at = ?, consumer = ? WHERE id = ?",
+                ((m.receive_count, m.receipt, m.deadline_at, m.consumer, m.id) for m in changes.updated_messages),
+            )
+            db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
+            db.executemany(
+                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (q.name, q.visibility_timeout, q.created_at, q.sent, q.received, q.acked, q.expired, q.released)
+                    for q in changes.queues
+                ),
+            )
+            if changes.last_id is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (changes.last_id,))
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise storage_error(error) from error
+
+    def compact(self) -> CompactReport:
+        """Give the disk back: checkpoint the WAL into the main file and truncate it, then return free pages
+        (left by acknowledged messages) to the file system."""
+        db = self._db
+        try:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
+            if free:
+                db.execute("PRAGMA incremental_vacuum").fetchall()
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as error:
+            raise storage_error(error) from error
+        return CompactReport(freed_pages=free, file_bytes=self.path.stat().st_size)
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: 'ok' when it is sound."""
+        return "; ".join(str(row[0]) for row in self._db.execute("PRAGMA integrity_check"))
+
+    def close(self) -> None:
+        """Checkpoint and close the file, then release the directory."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        self._lock.close()  # closing the file releases the flock
+
+
+def storage_error(error: sqlite3.Error) -> WonderQError:
+    if getattr(error, "sqlite_errorcode", None) == SQLITE_FULL:
+        return StorageFull(f"the store is full: {error}")
+    return StorageUnavailable(f"the store failed: {error}")
+
+
+def _lock_directory(data_dir: Path) -> IO[str]:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (data_dir / LOCK_NAME).open("a+")
+    except OSError as error:
+        raise StoreError(f"cannot use the data directory {data_dir}: {error.strerror or error}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "unknown"
+        lock.close()
+        raise StoreError(
+            f"the data directory {data_dir} is in use by another WonderQ server (pid {owner}); "
+            "give each server its own --data-dir"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def backup(data_dir: Path, destination: Path) -> int:
+    """Copy the store to `destination` (a new SQLite file) consistently, even while a server writes to it.
+    Returns the number of messages in the copy."""
+    source_path = data_dir / DB_NAME
+    if not source_path.exists():
+        raise StoreError(f"no WonderQ store in {data_dir}")
+    if destination.exists():
+        raise StoreError(f"{destination} exists; the backup will not overwrite it")
+    source = sqlite3.connect(f"{source_path.as_uri()}?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(destination)
+        try:
+            source.backup(target)  # one consistent snapshot, whatever the server commits meanwhile
+            return int(target.execute("SELECT count(*) FROM messages").fetchone()[0])
+        finally:
+            target.close()
+    finally:
+        source.close()
