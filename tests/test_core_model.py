@@ -1,22 +1,29 @@
 """Hypothesis drives the core and a naive model side by side with random sends, receives, acks, visibility
-changes, purges, expiries and jumps in time; they must agree on every answer.
+changes, purges, expiries, jumps in time, and restarts through the real journal; they must agree on every
+answer.
 
 The invariants: no message is in two places; no message is leased twice at once; an acked or purged message
-never comes back; messages are delivered in send order; counts match.
+never comes back; messages are delivered in send order; counts match; a restart changes nothing.
 """
 
 from __future__ import annotations
 
+import itertools
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tests.helpers import make_core
+from tests.helpers import limits
 from wonderq.core import Core
 from wonderq.errors import LeaseLost, MessageNotFound
+from wonderq.ids import TimeOrderedIds
 from wonderq.model import Payload, State
+from wonderq.store import SqliteStore
 
 QUEUES = ("a", "b")
 
@@ -35,13 +42,28 @@ class ModelMessage:
 class CoreVersusModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.core: Core = make_core(max_batch=5)
+        self.tokens = itertools.count(1)  # shared across restarts, as randomness would be
+        self.directory = Path(tempfile.mkdtemp(prefix="wonderq-model-"))
+        self.store = SqliteStore(self.directory, sync="normal")
+        self.core: Core = self.new_core(floor=None)
         self.now = 1_000.0
         self.model: dict[str, dict[str, ModelMessage]] = {}  # queue → id → message
         self.gone: set[str] = set()  # acked or purged ids
         self.receipts: list[tuple[str, str, str]] = []  # (queue, id, receipt) of every delivery ever
         self.counter = 0
         self.expired = dict.fromkeys(QUEUES, 0)
+
+    def new_core(self, floor: str | None) -> Core:
+        return Core(
+            limits=limits(max_batch=5),
+            new_id=TimeOrderedIds(floor),
+            new_token=lambda: f"t{next(self.tokens)}",
+            track_changes=True,
+        )
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     @initialize()
     def make_queues(self) -> None:
@@ -140,6 +162,18 @@ class CoreVersusModel(RuleBasedStateMachine):
                 if message.receipt is not None and not message.leased(self.now):
                     message.receipt = None  # the lease ended: every later call sees it ready
                     self.expired[queue] += 1
+
+    @rule()
+    def commit(self) -> None:
+        self.store.commit(self.core.drain_changes())
+
+    @rule()
+    def restart(self) -> None:
+        """Commit, then carry on with a new core rebuilt from the journal alone."""
+        self.store.commit(self.core.drain_changes())
+        snapshot = self.store.load()
+        self.core = self.new_core(floor=snapshot.last_id)
+        self.core.restore(snapshot)
 
     @rule()
     def expire(self) -> None:

@@ -178,7 +178,8 @@ class SqliteStore:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             free = int(db.execute("PRAGMA freelist_count").fetchone()[0])
             if free:
-                db.execute("PRAGMA incremental_vacuum").fetchall()
+                # executescript steps the pragma to the end; execute() would free one page per call.
+                db.executescript("PRAGMA incremental_vacuum;")
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as error:
             raise storage_error(error) from error

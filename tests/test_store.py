@@ -1,0 +1,227 @@
+"""The journal on its own (a real SQLite file in a temporary directory), and the core's side of it: the changes
+it drains and the state it restores."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import limits, text
+from wonderq.core import Core
+from wonderq.errors import StorageFull
+from wonderq.ids import TimeOrderedIds
+from wonderq.model import Payload, Snapshot, State
+from wonderq.store import DB_NAME, SqliteStore, StoreError, backup
+
+T0 = 1_000.0
+
+
+def journaled_core(tokens: itertools.count[int] | None = None, floor: str | None = None) -> Core:
+    counter = tokens or itertools.count(1)
+    return Core(
+        limits=limits(), new_id=TimeOrderedIds(floor), new_token=lambda: f"t{next(counter)}", track_changes=True
+    )
+
+
+def reopen(store: SqliteStore, core: Core) -> Core:
+    """Commit what `core` changed, load it back and return a fresh core restored from it."""
+    store.commit(core.drain_changes())
+    snapshot = store.load()
+    restored = journaled_core(itertools.count(1000), snapshot.last_id)
+    restored.restore(snapshot)
+    return restored
+
+
+def everything(core: Core, now: float) -> list[tuple[object, ...]]:
+    """The observable state of every queue: stats and every message (id, state, body, count, lease)."""
+    seen: list[tuple[object, ...]] = []
+    for stats in core.list_queues(now=now):
+        seen.append((stats,))
+        page = core.peek(stats.name, state=None, limit=1000, after=None, now=now)
+        seen.extend((v.id, v.state, v.payload, v.receive_count, v.lease_expires_at, v.consumer) for v in page.messages)
+    return seen
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "data", sync="normal")
+    yield opened
+    opened.close()
+
+
+def test_a_new_store_is_empty(store: SqliteStore) -> None:
+    assert store.load() == Snapshot(queues=(), messages=(), last_id=None)
+    assert store.integrity_check() == "ok"
+
+
+def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteStore) -> None:
+    core = journaled_core()
+    core.put_queue("jobs", visibility_timeout=7, now=T0)
+    ids = core.send_batch("jobs", [text("a"), Payload(b"\x00\x01", "application/octet-stream"), text("c")], now=T0)
+    (leased,) = core.receive("jobs", max_messages=1, visibility_timeout=100, consumer="w1", now=T0)
+    (acked,) = core.receive("jobs", max_messages=1, visibility_timeout=None, consumer=None, now=T0)
+    core.ack("jobs", acked.id, acked.receipt, now=T0)
+    core.send("other", text("x"), now=T0)
+    before = everything(core, T0)
+    restored = reopen(store, core)
+    assert everything(restored, T0) == before
+    # The lease survived: still invisible, and its receipt still acknowledges it.
+    assert restored.peek("jobs", state=State.LEASED, limit=10, after=None, now=T0).messages[0].id == ids[0]
+    assert [
+        m.payload.data for m in restored.receive("jobs", max_messages=5, visibility_timeout=None, consumer=None, now=T0)
+    ] == [b"c"]
+    restored.ack("jobs", leased.id, leased.receipt, now=T0 + 99)
+    stats = restored.queue_stats("jobs", now=T0 + 99)
+    assert (stats.attributes.visibility_timeout, stats.sent, stats.acked) == (7, 3, 2)
+
+
+def test_a_lease_past_its_deadline_ends_after_the_restart(store: SqliteStore) -> None:
+    core = journaled_core()
+    core.send("q", text("x"), now=T0)
+    (lease,) = core.receive("q", max_messages=1, visibility_timeout=10, consumer=None, now=T0)
+    restored = reopen(store, core)
+    assert restored.queue_stats("q", now=T0 + 9.999).leased == 1
+    (again,) = restored.receive("q", max_messages=1, visibility_timeout=None, consumer=None, now=T0 + 10)
+    assert (again.id, again.receive_count) == (lease.id, 2)
+    assert reopen(store, restored).queue_stats("q", now=T0 + 10).expired == 1
+
+
+def test_purge_delete_and_recreate_in_one_batch(store: SqliteStore) -> None:
+    core = journaled_core()
+    core.send_batch("a", [text("1"), text("2")], now=T0)
+    core.send("b", text("keep"), now=T0)
+    store.commit(core.drain_changes())
+    core.send("a", text("3"), now=T0)  # inserted and purged in the same batch: never stored
+    core.purge("a", now=T0)
+    core.send("a", text("4"), now=T0)  # after the purge: stored
+    core.delete_queue("b", now=T0)
+    core.put_queue("b", visibility_timeout=3, now=T0)
+    restored = reopen(store, core)
+    assert everything(restored, T0) == everything(core, T0)
+    assert [m.payload.data for m in restored.peek("a", state=None, limit=10, after=None, now=T0).messages] == [b"4"]
+    assert restored.queue_stats("b", now=T0).ready == 0
+
+
+def test_deleted_queue_is_gone_after_restart(store: SqliteStore) -> None:
+    core = journaled_core()
+    core.send("gone", text("x"), now=T0)
+    store.commit(core.drain_changes())
+    core.delete_queue("gone", now=T0)
+    assert reopen(store, core).list_queues(now=T0) == []
+
+
+def test_ids_stay_unique_across_a_restart_even_if_the_clock_goes_back(store: SqliteStore) -> None:
+    core = journaled_core()
+    first = core.send("q", text("x"), now=T0)
+    restored = reopen(store, core)
+    second = restored.send("q", text("y"), now=T0 - 500)
+    assert second > first
+
+
+def test_drain_is_empty_without_changes_and_clears_the_marks() -> None:
+    core = journaled_core()
+    assert not core.drain_changes()
+    core.send("q", text("x"), now=T0)
+    assert core.drain_changes()
+    assert not core.drain_changes()
+    core.queue_stats("q", now=T0)  # reading changes nothing
+    assert not core.drain_changes()
+
+
+def test_a_core_without_tracking_drains_nothing() -> None:
+    core = Core(limits=limits(), new_id=TimeOrderedIds(), new_token=lambda: "t")
+    core.send("q", text("x"), now=T0)
+    assert not core.drain_changes()
+
+
+def test_the_size_limit_refuses_a_commit_whole(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path, sync="normal", max_bytes=64 * 1024)
+    try:
+        core = journaled_core()
+        core.send("q", text("small"), now=T0)
+        store.commit(core.drain_changes())
+        big = [Payload(b"x" * 1000, "application/octet-stream")] * 10
+        for _ in range(20):
+            core.send_batch("q", big, now=T0)
+        with pytest.raises(StorageFull):
+            store.commit(core.drain_changes())
+        snapshot = store.load()
+        assert [m.payload.data for m in snapshot.messages] == [b"small"]  # nothing of the failed commit
+        assert store.integrity_check() == "ok"
+    finally:
+        store.close()
+
+
+def test_a_second_server_cannot_open_the_same_directory(store: SqliteStore) -> None:
+    with pytest.raises(StoreError, match="in use by another WonderQ server"):
+        SqliteStore(store.data_dir)
+
+
+def test_the_lock_is_released_on_close(tmp_path: Path) -> None:
+    SqliteStore(tmp_path).close()
+    SqliteStore(tmp_path).close()
+
+
+def test_an_unusable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot use the data directory"):
+        SqliteStore(tmp_path / "file" / "data")
+
+
+def test_a_file_that_is_not_a_store_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StoreError, match="cannot open the store"):
+        SqliteStore(tmp_path)
+    SqliteStore(tmp_path / "elsewhere").close()  # and the lock of the failed attempt was released
+    with pytest.raises(StoreError, match="cannot open the store"):
+        SqliteStore(tmp_path)
+
+
+def test_a_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+    SqliteStore(tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("UPDATE meta SET value = '999' WHERE key = 'schema'")
+    with pytest.raises(StoreError, match="schema version 999"):
+        SqliteStore(tmp_path)
+
+
+def test_compaction_gives_the_disk_back_after_a_drain(store: SqliteStore) -> None:
+    core = journaled_core()
+    body = Payload(b"x" * 900, "application/octet-stream")
+    for _ in range(40):
+        core.send_batch("q", [body] * 10, now=T0)
+        store.commit(core.drain_changes())
+    store.compact()
+    full = store.path.stat().st_size
+    while leases := core.receive("q", max_messages=10, visibility_timeout=None, consumer=None, now=T0):
+        for lease in leases:
+            core.ack("q", lease.id, lease.receipt, now=T0)
+        store.commit(core.drain_changes())
+    report = store.compact()
+    assert report.freed_pages > 0
+    assert report.file_bytes < full / 4
+    assert (store.data_dir / f"{DB_NAME}-wal").stat().st_size == 0
+    assert store.integrity_check() == "ok"
+
+
+def test_backup_is_a_consistent_copy_while_the_store_is_open(store: SqliteStore, tmp_path: Path) -> None:
+    core = journaled_core()
+    core.send_batch("q", [text("a"), text("b")], now=T0)
+    store.commit(core.drain_changes())
+    assert backup(store.data_dir, tmp_path / "copy.db") == 2
+    copy_dir = tmp_path / "restored"
+    copy_dir.mkdir()
+    (tmp_path / "copy.db").rename(copy_dir / DB_NAME)
+    copied = SqliteStore(copy_dir)
+    try:
+        assert [m.payload for m in copied.load().messages] == [text("a"), text("b")]
+    finally:
+        copied.close()
+    with pytest.raises(StoreError, match="exists"):
+        backup(store.data_dir, copy_dir / DB_NAME)
+    with pytest.raises(StoreError, match="no WonderQ store"):
+        backup(tmp_path / "nothing", tmp_path / "x.db")
