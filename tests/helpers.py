@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -52,6 +52,15 @@ def settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+T = TypeVar("T")
+
+
+async def inline(call: Callable[[], T]) -> T:
+    """Run a journal call in the actor's own task: on a virtual clock a real thread would let time jump."""
+    await trio.lowlevel.checkpoint()
+    return call()
 
 
 @asynccontextmanager

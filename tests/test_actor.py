@@ -259,9 +259,10 @@ async def test_an_actor_crash_propagates_and_no_requester_hangs(autojump_clock: 
                 await owner.start(actor.run)
                 await actor.handle.ask(PutQueue("other"))
                 requesters.start_soon(parked)
+                requesters.start_soon(parked)  # each gets its own refusal
                 await trio.testing.wait_all_tasks_blocked()
                 await actor.handle.ask(Receive("boom"))
-    assert len(refused) == 1
+    assert len(refused) == 2
     assert trio.current_time() == start  # nobody waited for the long poll's 20 seconds
     with pytest.raises(ShuttingDown):
         await actor.handle.ask(GetQueue("other"))

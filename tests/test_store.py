@@ -15,7 +15,7 @@ from wonderq.core import Core
 from wonderq.errors import StorageFull
 from wonderq.ids import TimeOrderedIds
 from wonderq.model import Payload, Snapshot, State
-from wonderq.store import DB_NAME, SqliteStore, StoreError, backup
+from wonderq.store import DB_NAME, SqliteStore, StoreError, backup, message_cost
 
 T0 = 1_000.0
 
@@ -138,14 +138,37 @@ def test_a_core_without_tracking_drains_nothing() -> None:
     assert not core.drain_changes()
 
 
-def test_the_size_limit_refuses_a_commit_whole(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path, sync="normal", max_bytes=64 * 1024)
+def test_room_shrinks_with_what_is_stored_and_grows_back(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path, sync="normal", max_bytes=1024 * 1024)
+    try:
+        empty = store.room()
+        assert empty is not None
+        assert 0 < empty <= 1024 * 1024
+        core = journaled_core()
+        body = Payload(b"x" * 1000, "application/octet-stream")
+        for _ in range(10):
+            core.send_batch("q", [body] * 10, now=T0)
+        store.commit(core.drain_changes())
+        filled = store.room()
+        assert filled is not None
+        assert empty - filled >= 100 * message_cost(body) * 0.8  # about what `message_cost` counts
+        core.purge("q", now=T0)
+        store.commit(core.drain_changes())
+        assert (store.room() or 0) > filled
+    finally:
+        store.close()
+    assert SqliteStore(tmp_path / "unlimited").room() is None
+
+
+def test_past_the_hard_limit_a_commit_is_refused_whole(tmp_path: Path) -> None:
+    """`max_bytes` plus headroom is SQLite's own page limit: what stands for a full disk in tests."""
+    store = SqliteStore(tmp_path, sync="normal", max_bytes=16 * 1024)
     try:
         core = journaled_core()
         core.send("q", text("small"), now=T0)
         store.commit(core.drain_changes())
         big = [Payload(b"x" * 1000, "application/octet-stream")] * 10
-        for _ in range(20):
+        for _ in range(500):  # 5 MB: past max_bytes * 1.25 + 4 MiB
             core.send_batch("q", big, now=T0)
         with pytest.raises(StorageFull):
             store.commit(core.drain_changes())

@@ -15,17 +15,30 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import outcome
 import trio
 
 from wonderq.clock import WallClock
-from wonderq.commands import AnyCommand, Command, Compact, Control, Receive, ReturnUndelivered, StopParking, execute
+from wonderq.commands import (
+    AnyCommand,
+    Command,
+    Compact,
+    Control,
+    Receive,
+    ReturnUndelivered,
+    Send,
+    StopParking,
+    execute,
+)
 from wonderq.core import Core
-from wonderq.errors import ShuttingDown, WonderQError
+from wonderq.errors import ShuttingDown, StorageFull, WonderQError
 from wonderq.model import Changes, Lease, Snapshot
+from wonderq.store import message_cost
 
 log = logging.getLogger("wonderq.actor")
 
@@ -79,6 +92,20 @@ class Journal(Protocol):
     def commit(self, changes: Changes) -> None: ...
 
     def compact(self) -> object: ...
+
+    def room(self) -> int | None:
+        """Bytes that sends may still add (see `message_cost`), None for no limit. A cheap, non-blocking read."""
+        ...
+
+
+T = TypeVar("T")
+
+
+class BlockingRunner(Protocol):
+    """Runs a blocking call without blocking the trio loop: `trio.to_thread.run_sync` in production. Tests on a
+    virtual clock run journal calls inline instead, since time jumps while a real thread works."""
+
+    async def __call__(self, call: Callable[[], T], /) -> T: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +161,21 @@ class _Parked:
 class Actor:
     """Owns `core` (and `journal`, if any: then no reply leaves before its changes are committed)."""
 
-    def __init__(self, core: Core, clock: WallClock, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        core: Core,
+        clock: WallClock,
+        journal: Journal | None = None,
+        *,
+        run_blocking: BlockingRunner = trio.to_thread.run_sync,
+    ) -> None:
         self._core = core
         self._clock = clock
         self._journal = journal
+        self._run_blocking = run_blocking
         self._commits = 0
         self._commit_seconds = 0.0
+        self._room: int | None = None  # bytes sends may still add in this batch; None: no limit
         self._send, self._inbox = trio.open_memory_channel[Envelope](INBOX_SIZE)
         self._parked: dict[str, deque[_Parked]] = {}
         self._parked_deadlines: list[tuple[float, int, _Parked]] = []
@@ -169,6 +205,7 @@ class Actor:
             while True:
                 batch = await self._next_batch(wait=not more)
                 now = self._clock.now()
+                self._room = self._journal.room() if self._journal is not None else None
                 for command, slot in batch:
                     await self._apply(command, slot, now)
                 self._serve_parked(now)
@@ -205,6 +242,13 @@ class Actor:
         if isinstance(command, Compact):
             self._replies.append((command, slot, await self._compact()))
             return
+        if isinstance(command, Send) and self._room is not None:
+            need = sum(message_cost(payload) for payload in command.payloads)
+            if need > self._room:  # refused before it touches the core; leases and acks still go through
+                full = StorageFull(f"the store is full (MAX_STORE_BYTES): {need} more bytes do not fit")
+                self._replies.append((command, slot, outcome.Error(full)))
+                return
+            self._room -= need
         try:
             result = execute(self._core, command, now=now)
         except WonderQError as error:
@@ -263,7 +307,7 @@ class Actor:
         with trio.CancelScope(shield=True):
             started = time.perf_counter()
             try:
-                await trio.to_thread.run_sync(self._journal.commit, changes)
+                await self._run_blocking(partial(self._journal.commit, changes))
             except WonderQError as error:
                 log.error("journal commit failed, undoing the batch: %s", error.message)
                 await self._undo_batch(error)
@@ -275,19 +319,18 @@ class Actor:
         """The batch is not durable: every success in it becomes `error`, and the core goes back to the state
         the journal holds, so that memory never runs ahead of the disk. A failure to reload is fatal."""
         assert self._journal is not None
-        failure: outcome.Outcome[Any] = outcome.Error(error)
-        self._replies = [
-            (command, slot, failure if isinstance(result, outcome.Value) else result)
+        self._replies = [  # a fresh Error each: an outcome can be unwrapped only once
+            (command, slot, outcome.Error(error) if isinstance(result, outcome.Value) else result)
             for command, slot, result in self._replies
         ]
-        self._core.restore(await trio.to_thread.run_sync(self._journal.load))
+        self._core.restore(await self._run_blocking(self._journal.load))
 
     async def _compact(self) -> outcome.Outcome[None]:
         if self._journal is None:
             return outcome.Value(None)
         with trio.CancelScope(shield=True):
             try:
-                report = await trio.to_thread.run_sync(self._journal.compact)
+                report = await self._run_blocking(self._journal.compact)
             except WonderQError as error:
                 log.warning("journal compaction failed: %s", error.message)
                 return outcome.Error(error)
@@ -309,16 +352,13 @@ class Actor:
 
     def _refuse_everything(self) -> None:
         """On the way out, answer everyone still waiting so that no requester hangs on a dead actor."""
-        refusal: outcome.Outcome[Any] = outcome.Error(ShuttingDown("the broker is shutting down"))
+        slots: list[ReplySlot[Any]] = [slot for _, slot, _ in self._replies]
+        slots += [parked.slot for waiting in self._parked.values() for parked in waiting]
         while True:
             try:
-                _, slot = self._inbox.receive_nowait()
+                slots.append(self._inbox.receive_nowait()[1])
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-            slot.deliver(refusal)
         self._inbox.close()
-        for waiting in self._parked.values():
-            for parked in waiting:
-                parked.slot.deliver(refusal)
-        for _, slot, _ in self._replies:
-            slot.deliver(refusal)
+        for slot in slots:  # a fresh Error each: an outcome can be unwrapped only once
+            slot.deliver(outcome.Error(ShuttingDown("the broker is shutting down")))

@@ -24,6 +24,9 @@ DB_NAME = "wonderq.db"
 LOCK_NAME = "wonderq.lock"
 SQLITE_FULL = 13  # sqlite3 result code: database or disk is full
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept after a checkpoint; the rest is truncated
+ROW_OVERHEAD = 200  # bytes a stored message costs beyond its body (row, id index, queue index), a safe guess
+HEADROOM = 0.25  # share of max_bytes (plus HEADROOM_BYTES) kept for leases and acks once sends are refused
+HEADROOM_BYTES = 4 * 1024 * 1024
 
 Sync = Literal["full", "normal"]
 
@@ -70,6 +73,8 @@ class SqliteStore:
     def __init__(self, data_dir: Path, *, sync: Sync = "full", max_bytes: int = 0) -> None:
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
+        self.max_bytes = max_bytes  # what sends may fill; 0 for no limit
+        self._used_bytes = 0
         self._lock = _lock_directory(data_dir)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -82,14 +87,18 @@ class SqliteStore:
             self._db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
             self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             if max_bytes:
+                # The hard limit leaves headroom above what sends may fill, so that a full store can still
+                # lease and acknowledge its messages, which is how it empties.
+                hard_limit = int(max_bytes * (1 + HEADROOM)) + HEADROOM_BYTES
                 page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
-                self._db.execute(f"PRAGMA max_page_count = {max(1, max_bytes // page_size)}")
+                self._db.execute(f"PRAGMA max_page_count = {max(1, hard_limit // page_size)}")
             self._db.executescript(SCHEMA)
             version = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if version is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             elif version[0] != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: schema version {version[0]}, this WonderQ reads {SCHEMA_VERSION}")
+            self._measure()
         except sqlite3.Error as error:
             self._unlock()
             raise StoreError(f"{self.path}: cannot open the store: {error}") from None
@@ -165,10 +174,24 @@ class SqliteStore:
             if changes.last_id is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (changes.last_id,))
             db.execute("COMMIT")
+            self._measure()
         except sqlite3.Error as error:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise storage_error(error) from error
+
+    def room(self) -> int | None:
+        """Bytes that sends may still add (by `message_cost`) before the store refuses them; None: no limit.
+        As of the last commit: a plain read, cheap enough for the actor to call every batch."""
+        return max(0, self.max_bytes - self._used_bytes) if self.max_bytes else None
+
+    def _measure(self) -> None:
+        if self.max_bytes:
+            pages, free, size = (
+                self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count", "page_size")
+            )
+            self._used_bytes = (pages - free) * size
 
     def compact(self) -> CompactReport:
         """Give the disk back: checkpoint the WAL into the main file and truncate it, then return free pages
@@ -198,6 +221,11 @@ class SqliteStore:
 
     def _unlock(self) -> None:
         self._lock.close()  # closing the file releases the flock
+
+
+def message_cost(payload: Payload) -> int:
+    """Bytes one stored message is counted for against `max_bytes`."""
+    return len(payload.data) + len(payload.content_type) + ROW_OVERHEAD
 
 
 def storage_error(error: sqlite3.Error) -> WonderQError:
