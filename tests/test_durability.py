@@ -1,0 +1,99 @@
+"""Durability end to end: a real server on a data directory, stopped cleanly or killed, and started again."""
+
+from __future__ import annotations
+
+import base64
+import random
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.crash import crash_round
+from tests.servers import server_process
+
+
+def test_a_clean_restart_keeps_everything_that_was_not_acked(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    with server_process(*data) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        assert http.put("/v1/queues/jobs", json={"visibility_timeout": 7}).status_code == 201
+        sent = [
+            http.post("/v1/queues/jobs/messages", json={"n": 1}).json()["id"],
+            http.post("/v1/queues/jobs/messages", content="two", headers={"content-type": "text/plain"}).json()["id"],
+            http.post("/v1/queues/jobs/messages", content=b"\x00\xff").json()["id"],
+            http.post("/v1/queues/jobs/messages", content="four", headers={"content-type": "text/plain"}).json()["id"],
+        ]
+        leased, acked = http.post("/v1/queues/jobs/receive", json={"max": 2, "visibility_timeout": 600}).json()[
+            "messages"
+        ]
+        assert (
+            http.delete(f"/v1/queues/jobs/messages/{acked['id']}", params={"receipt": acked["receipt"]}).status_code
+            == 204
+        )
+        before = http.get("/v1/queues/jobs").json()
+        http.close()
+        assert server.stop(signal.SIGTERM) == 0
+        assert "recovered 0 messages" in "".join(server.log)
+
+    with server_process(*data) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        log = "".join(server.log)
+        assert "recovered 3 messages in 2 queues" in log  # "jobs" and the classic "default"
+        after = http.get("/v1/queues/jobs").json()
+        assert after == before  # attributes, counts and totals
+        assert after["attributes"]["visibility_timeout"] == 7
+        (still_leased,) = http.get("/v1/queues/jobs/messages", params={"state": "leased"}).json()["messages"]
+        assert (still_leased["id"], still_leased["receive_count"]) == (leased["id"], 1)
+        assert still_leased["lease_expires_at"] == leased["lease_expires_at"]
+        ready = http.post("/v1/queues/jobs/receive", json={"max": 10}).json()["messages"]
+        assert [m["id"] for m in ready] == sent[2:]  # the leased one stays invisible; the acked one is gone
+        assert base64.b64decode(ready[0]["body_base64"]) == b"\x00\xff"
+        assert (ready[0]["content_type"], ready[1]["body"]) == ("application/octet-stream", "four")
+        receipt = leased["receipt"]
+        assert http.delete(f"/v1/queues/jobs/messages/{leased['id']}", params={"receipt": receipt}).status_code == 204
+        new_id = http.post("/v1/queues/jobs/messages", content=b"five").json()["id"]
+        assert new_id > max(sent)  # ids keep increasing across the restart
+        http.close()
+
+
+def test_a_second_server_on_the_same_data_directory_fails_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with server_process("--data-dir", str(tmp_path)) as first:
+        result = subprocess.run(
+            [sys.executable, "-m", "wonderq", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 1
+        assert "is in use by another WonderQ server" in result.stderr
+        assert f"pid {first.process.pid}" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert httpx.get(first.url + "/health").status_code == 200  # the first one is unharmed
+
+
+def test_an_unusable_data_directory_fails_at_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "file").write_text("x")
+    result = subprocess.run(
+        [sys.executable, "-m", "wonderq", "serve", "--port", "0", "--data-dir", str(tmp_path / "file" / "data")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "cannot use the data directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("seed", random.Random(20261122).sample(range(1_000_000), 3))
+def test_nothing_acknowledged_is_lost_when_the_server_is_killed(tmp_path: Path, seed: int) -> None:
+    result = crash_round(tmp_path, seed)
+    assert result.problems == [], result
+    assert result.confirmed > 0  # the load really ran before the kill
