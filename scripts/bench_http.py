@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """HTTP throughput of an in-memory WonderQ, measured from one synchronous httpx client.
 
+Each storage mode (`--memory`, `--sync normal`, `--sync full`) gets its own server, measured in the same run.
+
 1. Requests per second of single requests: `GET /health` (the framework plus a statistics read), a 200-byte
    send, and a receive on an empty queue (parsing, validation and an actor round trip).
 2. The full cycle: send N messages of 200 bytes, receive them, acknowledge them, at each batch size; messages
@@ -11,7 +13,7 @@ is the median (and range) of several runs; workloads are interleaved within a ru
 load hits all of them alike, and ratios are taken within the same run. Usage:
 
     .venv/bin/python scripts/bench_http.py [--messages 2000] [--requests 500] [--runs 5] [--batches 1,10,100]
-                                           [--json out.json]
+                                           [--modes memory,normal,full] [--json out.json]
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
@@ -32,9 +34,18 @@ PAYLOAD = "x" * 200  # bytes of body per message, as in docs/performance.md
 LISTENING = re.compile(r"WonderQ listening on (http://\S+)")
 
 
-def start_server(max_batch: int) -> tuple[subprocess.Popen[str], str]:
+MODES = {  # storage mode -> `wonderq serve` flags
+    "memory": ["--memory"],
+    "normal": ["--sync", "normal"],
+    "full": ["--sync", "full"],  # the default: fsync before every reply
+}
+
+
+def start_server(max_batch: int, mode: str, data_dir: str) -> tuple[subprocess.Popen[str], str]:
     command = [sys.executable, "-m", "wonderq", "serve", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--max-batch", str(max_batch), "--log-level", "info"]
+    command += ["--max-batch", str(max_batch), "--log-level", "info", *MODES[mode]]
+    if mode != "memory":
+        command += ["--data-dir", f"{data_dir}/{mode}"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     for line in process.stderr:
@@ -90,56 +101,75 @@ def requests_per_second(http: httpx.Client, name: str, requests: int) -> float:
 REQUESTS = ("GET /health", "POST send (200 B)", "POST receive (empty)")
 
 
+def median_row(label: str, values: list[float], base: float) -> str:
+    median = statistics.median(values)
+    return f"{label:<28} {median:>10,.0f} {min(values):>9,.0f} {max(values):>9,.0f} {median / base:>9.2f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000, help="messages per run (default 2000)")
     parser.add_argument("--requests", type=int, default=500, help="requests per single-request run (default 500)")
     parser.add_argument("--runs", type=int, default=5, help="runs of every workload (default 5)")
     parser.add_argument("--batches", default="1,10,100", help="batch sizes (default 1,10,100)")
+    parser.add_argument("--modes", default="memory,normal,full", help="storage modes (default memory,normal,full)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
-    process, url = start_server(max(batches))
-    results: dict[int, list[float]] = {batch: [] for batch in batches}
-    rates: dict[str, list[float]] = {name: [] for name in REQUESTS}
-    try:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            full_cycle(http, "warmup", 200, 10)
-            http.put("/v1/queues/rps-empty").raise_for_status()
+    modes = args.modes.split(",")
+    cycle: dict[tuple[str, int], list[float]] = {(mode, batch): [] for mode in modes for batch in batches}
+    rates: dict[tuple[str, str], list[float]] = {(mode, name): [] for mode in modes for name in REQUESTS}
+    with tempfile.TemporaryDirectory(prefix="wonderq-bench-") as data_dir:
+        servers = {mode: start_server(max(batches), mode, data_dir) for mode in modes}
+        clients = {mode: httpx.Client(base_url=url, timeout=60) for mode, (_, url) in servers.items()}
+        try:
+            for http in clients.values():
+                full_cycle(http, "warmup", 200, 10)
+                http.put("/v1/queues/rps-empty").raise_for_status()
             for run in range(args.runs):
-                for name in REQUESTS:
-                    rates[name].append(requests_per_second(http, name, args.requests))
-                    print(f"run {run + 1}/{args.runs} {name}: {rates[name][-1]:,.0f} req/s", file=sys.stderr)
-                http.post("/v1/queues/rps/purge").raise_for_status()
-                for batch in batches:  # interleaved, so drift in machine load hits every size alike
-                    seconds = full_cycle(http, f"bench-{batch}", args.messages, batch)
-                    results[batch].append(args.messages / seconds)
-                    print(f"run {run + 1}/{args.runs} batch {batch}: {results[batch][-1]:,.0f} msg/s", file=sys.stderr)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-    health = statistics.median(rates[REQUESTS[0]])
-    print(f"\nsingle requests, {args.requests} per run, {args.runs} runs")
-    print(f"{'request':<22} {'median req/s':>13} {'min':>7} {'max':>7} {'vs /health':>11}")
-    for name in REQUESTS:
-        median = statistics.median(rates[name])
-        print(
-            f"{name:<22} {median:>13,.0f} {min(rates[name]):>7,.0f} {max(rates[name]):>7,.0f} {median / health:>10.2f}x"
-        )
-    base = statistics.median(results[batches[0]])
-    summary: list[dict[str, Any]] = []
-    print(f"\nfull cycle (send + receive + ack), {args.messages} messages of {len(PAYLOAD)} bytes, {args.runs} runs")
-    print(f"{'batch':>6} {'median msg/s':>13} {'min':>9} {'max':>9} {'vs batch ' + str(batches[0]):>12}")
+                # Interleaved: drift in the machine's load hits every mode and workload alike.
+                for mode, http in clients.items():
+                    for name in REQUESTS:
+                        rates[mode, name].append(requests_per_second(http, name, args.requests))
+                        print(f"run {run + 1} {mode} {name}: {rates[mode, name][-1]:,.0f} req/s", file=sys.stderr)
+                    http.post("/v1/queues/rps/purge").raise_for_status()
+                for batch in batches:
+                    for mode, http in clients.items():
+                        seconds = full_cycle(http, f"bench-{batch}", args.messages, batch)
+                        cycle[mode, batch].append(args.messages / seconds)
+                        print(
+                            f"run {run + 1} {mode} batch {batch}: {cycle[mode, batch][-1]:,.0f} msg/s", file=sys.stderr
+                        )
+        finally:
+            for http in clients.values():
+                http.close()
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(timeout=15)
+    header = f"{'':<28} {'median':>10} {'min':>9} {'max':>9} {'ratio':>10}"
+    print(f"\nsingle requests per second, {args.requests} per run, {args.runs} runs; ratio: to GET /health, same mode")
+    print(header)
+    for mode in modes:
+        health = statistics.median(rates[mode, REQUESTS[0]])
+        for name in REQUESTS:
+            print(median_row(f"{mode:<7} {name}", rates[mode, name], health))
+    print(
+        f"\nfull cycle (send + receive + ack) messages per second, {args.messages} messages of {len(PAYLOAD)} bytes,"
+        f" {args.runs} runs; ratio: to {modes[0]} at the same batch size"
+    )
+    print(header)
     for batch in batches:
-        median = statistics.median(results[batch])
-        print(
-            f"{batch:>6} {median:>13,.0f} {min(results[batch]):>9,.0f} {max(results[batch]):>9,.0f}"
-            f" {median / base:>11.1f}x"
-        )
-        summary.append({"batch": batch, "median": median, "runs": results[batch]})
+        base = statistics.median(cycle[modes[0], batch])
+        for mode in modes:
+            print(median_row(f"batch {batch:<4} {mode}", cycle[mode, batch], base))
     if args.json:
+        document = {
+            "messages": args.messages,
+            "payload_bytes": len(PAYLOAD),
+            "cycle": [{"mode": m, "batch": b, "runs": v} for (m, b), v in cycle.items()],
+            "requests": [{"mode": m, "request": n, "runs": v} for (m, n), v in rates.items()],
+        }
         with open(args.json, "w") as out:
-            document = {"messages": args.messages, "payload_bytes": len(PAYLOAD), "cycle": summary, "requests": rates}
             json.dump(document, out, indent=2)
 
 

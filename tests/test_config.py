@@ -55,3 +55,26 @@ def test_invalid_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "abc")
     with pytest.raises(ConfigError, match=r"PORT.*'abc'"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("environment", "in_memory"),
+    [({}, False), ({"MEMORY": "true"}, True), ({"DATA_DIR": ":memory:"}, True), ({"DATA_DIR": "/srv/q"}, False)],
+)
+def test_memory_mode_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], in_memory: bool
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.in_memory is in_memory
+    assert (settings.sync, settings.max_store_bytes, settings.compact_interval) == ("full", 0, 60.0)
+
+
+def test_durability_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="SYNC"):
+        load_settings(sync="sometimes")
+    with pytest.raises(ConfigError, match="MAX_STORE_BYTES"):
+        load_settings(max_store_bytes=-1)
+    with pytest.raises(ConfigError, match="COMPACT_INTERVAL"):
+        load_settings(compact_interval=0)

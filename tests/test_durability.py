@@ -97,3 +97,27 @@ def test_nothing_acknowledged_is_lost_when_the_server_is_killed(tmp_path: Path, 
     result = crash_round(tmp_path, seed)
     assert result.problems == [], result
     assert result.confirmed > 0  # the load really ran before the kill
+
+
+def test_backup_while_serving_and_restore_from_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from wonderq.cli import main
+
+    live = tmp_path / "live"
+    with server_process("--data-dir", str(live)) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        ids = http.post("/v1/queues/q/messages/batch", json={"messages": [{"body": n} for n in range(3)]}).json()["ids"]
+        result = CliRunner().invoke(main, ["backup", "--data-dir", str(live), str(tmp_path / "copy.db")])
+        assert result.exit_code == 0, result.output
+        assert "backed up 3 messages" in result.output
+        again = CliRunner().invoke(main, ["backup", "--data-dir", str(live), str(tmp_path / "copy.db")])
+        assert again.exit_code == 1
+        assert "will not overwrite" in again.output
+        http.close()
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    (tmp_path / "copy.db").rename(restored / "wonderq.db")
+    with server_process("--data-dir", str(restored)) as server:
+        page = httpx.get(server.url + "/v1/queues/q/messages").json()
+        assert [(m["id"], m["body"]) for m in page["messages"]] == list(zip(ids, range(3), strict=True))
