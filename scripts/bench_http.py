@@ -5,15 +5,15 @@ Each storage mode (`--memory`, `--sync normal`, `--sync full`) gets its own serv
 
 1. Requests per second of single requests: `GET /health` (the framework plus a statistics read), a 200-byte
    send, and a receive on an empty queue (parsing, validation and an actor round trip).
-2. The full cycle: send N messages of 200 bytes, receive them, acknowledge them, at each batch size; messages
-   per second, each message counted once.
+2. The full cycle: send N messages of 200 bytes, receive them, acknowledge them, at each batch size, from one
+   client and from several at once (`--pairs`); messages per second, each message counted once.
 
 Starts its own server (`python -m wonderq serve --port 0`) on 127.0.0.1 and stops it by its pid. Every figure
 is the median (and range) of several runs; workloads are interleaved within a run so that drift in machine
 load hits all of them alike, and ratios are taken within the same run. Usage:
 
     .venv/bin/python scripts/bench_http.py [--messages 2000] [--requests 500] [--runs 5] [--batches 1,10,100]
-                                           [--modes memory,normal,full] [--json out.json]
+                                           [--modes memory,normal,full] [--pairs 1,4] [--json out.json]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -83,6 +84,24 @@ def full_cycle(http: httpx.Client, queue: str, messages: int, batch: int) -> flo
     return time.perf_counter() - started
 
 
+def concurrent_cycle(url: str, queue: str, messages: int, batch: int, pairs: int) -> float:
+    """Seconds for `pairs` clients (threads, each with its own connection and queue) to run the full cycle on
+    `messages` messages in all. With more than one, commands from several clients share actor batches and
+    journal commits (group commit)."""
+    if pairs == 1:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            return full_cycle(http, queue, messages, batch)
+
+    def one(number: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            full_cycle(http, f"{queue}-{number}", messages // pairs, batch)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(pairs) as pool:
+        list(pool.map(one, range(pairs)))
+    return time.perf_counter() - started
+
+
 def requests_per_second(http: httpx.Client, name: str, requests: int) -> float:
     calls: dict[str, Callable[[], httpx.Response]] = {
         "GET /health": lambda: http.get("/health"),
@@ -113,11 +132,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of every workload (default 5)")
     parser.add_argument("--batches", default="1,10,100", help="batch sizes (default 1,10,100)")
     parser.add_argument("--modes", default="memory,normal,full", help="storage modes (default memory,normal,full)")
+    parser.add_argument("--pairs", default="1,4", help="concurrent producer/consumer clients (default 1,4)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     modes = args.modes.split(",")
-    cycle: dict[tuple[str, int], list[float]] = {(mode, batch): [] for mode in modes for batch in batches}
+    pair_counts = [int(p) for p in args.pairs.split(",")]
+    cycle: dict[tuple[str, int, int], list[float]] = {
+        (mode, batch, pairs): [] for mode in modes for batch in batches for pairs in pair_counts
+    }
     rates: dict[tuple[str, str], list[float]] = {(mode, name): [] for mode in modes for name in REQUESTS}
     with tempfile.TemporaryDirectory(prefix="wonderq-bench-") as data_dir:
         servers = {mode: start_server(max(batches), mode, data_dir) for mode in modes}
@@ -134,12 +157,14 @@ def main() -> None:
                         print(f"run {run + 1} {mode} {name}: {rates[mode, name][-1]:,.0f} req/s", file=sys.stderr)
                     http.post("/v1/queues/rps/purge").raise_for_status()
                 for batch in batches:
-                    for mode, http in clients.items():
-                        seconds = full_cycle(http, f"bench-{batch}", args.messages, batch)
-                        cycle[mode, batch].append(args.messages / seconds)
-                        print(
-                            f"run {run + 1} {mode} batch {batch}: {cycle[mode, batch][-1]:,.0f} msg/s", file=sys.stderr
-                        )
+                    for pairs in pair_counts:
+                        for mode, (_, url) in servers.items():
+                            seconds = concurrent_cycle(url, f"bench-{batch}", args.messages, batch, pairs)
+                            rate = cycle[mode, batch, pairs]
+                            rate.append(args.messages / seconds)
+                            print(
+                                f"run {run + 1} {mode} batch {batch} x{pairs}: {rate[-1]:,.0f} msg/s", file=sys.stderr
+                            )
         finally:
             for http in clients.values():
                 http.close()
@@ -159,14 +184,15 @@ def main() -> None:
     )
     print(header)
     for batch in batches:
-        base = statistics.median(cycle[modes[0], batch])
-        for mode in modes:
-            print(median_row(f"batch {batch:<4} {mode}", cycle[mode, batch], base))
+        for pairs in pair_counts:
+            base = statistics.median(cycle[modes[0], batch, pairs])
+            for mode in modes:
+                print(median_row(f"batch {batch:<4} x{pairs} {mode}", cycle[mode, batch, pairs], base))
     if args.json:
         document = {
             "messages": args.messages,
             "payload_bytes": len(PAYLOAD),
-            "cycle": [{"mode": m, "batch": b, "runs": v} for (m, b), v in cycle.items()],
+            "cycle": [{"mode": m, "batch": b, "pairs": p, "runs": v} for (m, b, p), v in cycle.items()],
             "requests": [{"mode": m, "request": n, "runs": v} for (m, n), v in rates.items()],
         }
         with open(args.json, "w") as out:

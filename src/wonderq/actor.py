@@ -1,9 +1,10 @@
 """The actor: the one task that owns the core, and the async facade (`ActorHandle`) every other task reaches it by.
 
 Nothing else touches the core. Commands arrive over a bounded trio memory channel, each with a one-shot reply
-slot. Per wake-up the actor drains every waiting command, applies them in order, serves parked long polls, and
-then answers all of them without ever blocking: a requester that has gone is skipped, and leases meant for it
-go straight back to their queue. Receives with `wait` park here until a message is ready or their time is up.
+slot. Per wake-up the actor drains every waiting command, applies them in order, serves parked long polls,
+commits the batch's changes to the journal (if there is one) in a worker thread, and only then answers all of
+them without ever blocking: a requester that has gone is skipped, and leases meant for it go straight back to
+their queue. Receives with `wait` park here until a message is ready or their time is up.
 """
 
 from __future__ import annotations

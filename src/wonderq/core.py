@@ -145,7 +145,6 @@ class Core:
         self._track = track_changes
         self._dirty_messages: dict[str, tuple[str, bool]] = {}  # id -> (queue, inserted since the last drain)
         self._dirty_queues: set[str] = set()
-        self._cleared: list[str] = []  # queues purged or deleted since the last drain, in order
         self._last_id: str | None = None
 
     # ---- queues -------------------------------------------------------------------------------------
@@ -169,10 +168,11 @@ class Core:
         return self._stats(queue), False
 
     def delete_queue(self, name: str, *, now: float) -> None:
-        self._queue(name, now)
+        queue = self._queue(name, now)
+        for message in queue.messages.values():
+            self._touch(queue, message)
         del self._queues[name]
         if self._track:
-            self._cleared.append(name)
             self._dirty_queues.add(name)
 
     def queue_stats(self, name: str, *, now: float) -> QueueStats:
@@ -185,12 +185,12 @@ class Core:
         """Remove every message, leased or not. Returns how many were removed."""
         queue = self._queue(name, now)
         removed = len(queue.messages)
+        for message in queue.messages.values():
+            self._touch(queue, message)
         queue.messages.clear()
         queue.ready.clear()
         queue.deadlines.clear()
         queue.leased = 0
-        if self._track:
-            self._cleared.append(name)
         return removed
 
     # ---- sending ------------------------------------------------------------------------------------
@@ -389,7 +389,6 @@ class Core:
         queues = [_queue_record(self._queues[name]) for name in self._dirty_queues if name in self._queues]
         gone = [name for name in self._dirty_queues if name not in self._queues]
         changes = Changes(
-            cleared_queues=tuple(self._cleared),
             deleted_messages=tuple(deleted),
             inserted_messages=tuple(inserted),
             updated_messages=tuple(updated),
@@ -399,7 +398,6 @@ class Core:
         )
         self._dirty_messages = {}
         self._dirty_queues = set()
-        self._cleared = []
         return changes
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -434,7 +432,6 @@ class Core:
         self._last_id = snapshot.last_id
         self._dirty_messages = {}
         self._dirty_queues = set()
-        self._cleared = []
 
     # ---- internals ----------------------------------------------------------------------------------
 

@@ -118,10 +118,9 @@ class MessageRecord:
 @dataclass(frozen=True, slots=True)
 class Changes:
     """Everything a batch of commands changed, as the journal applies it in one transaction, in this order:
-    drop every stored message of `cleared_queues` (purged or deleted), delete `deleted_messages`, insert
-    `inserted_messages`, update the lease fields of `updated_messages`, delete `deleted_queues`, write `queues`."""
+    delete `deleted_messages` (acked, purged, or in a deleted queue), insert `inserted_messages`, update the
+    lease fields of `updated_messages`, delete `deleted_queues`, write `queues`."""
 
-    cleared_queues: tuple[str, ...] = ()
     deleted_messages: tuple[str, ...] = ()  # ids
     inserted_messages: tuple[MessageRecord, ...] = ()
     updated_messages: tuple[MessageRecord, ...] = ()
@@ -132,7 +131,6 @@ class Changes:
     def __bool__(self) -> bool:
         return any(
             (
-                self.cleared_queues,
                 self.deleted_messages,
                 self.inserted_messages,
                 self.updated_messages,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from wonderq.errors import StorageFull, StorageUnavailable, WonderQError
+from wonderq.ids import ID_HEX_DIGITS
 from wonderq.model import Changes, MessageRecord, Payload, QueueRecord, Snapshot
 
 SCHEMA_VERSION = "1"
@@ -24,6 +25,7 @@ DB_NAME = "wonderq.db"
 LOCK_NAME = "wonderq.lock"
 SQLITE_FULL = 13  # sqlite3 result code: database or disk is full
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept after a checkpoint; the rest is truncated
+WAL_CHECKPOINT_PAGES = 8192  # 32 MiB of 4 KiB pages
 ROW_OVERHEAD = 200  # bytes a stored message costs beyond its body (row, id index, queue index), a safe guess
 HEADROOM = 0.25  # share of max_bytes (plus HEADROOM_BYTES) kept for leases and acks once sends are refused
 HEADROOM_BYTES = 4 * 1024 * 1024
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS queues (
     released INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,  -- the message id (16 hex digits) as a number: the rowid, so no extra index
     queue TEXT NOT NULL,
     body BLOB NOT NULL,
     content_type TEXT NOT NULL,
@@ -53,7 +55,6 @@ CREATE TABLE IF NOT EXISTS messages (
     deadline_at REAL,
     consumer TEXT
 );
-CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue);
 """
 
 
@@ -86,6 +87,9 @@ class SqliteStore:
             # the last commits, though a crash of the process never does.
             self._db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'full' else 'NORMAL'}")
             self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            # Checkpoint (copy the WAL into the main file, with an fsync) every WAL_CHECKPOINT_PAGES pages rather
+            # than SQLite's 1,000: fewer stalls inside commits; compaction checkpoints on its own schedule too.
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             if max_bytes:
                 # The hard limit leaves headroom above what sends may fill, so that a full store can still
                 # lease and acknowledge its messages, which is how it empties.
@@ -115,7 +119,7 @@ class SqliteStore:
         )
         messages = tuple(
             MessageRecord(
-                id=row[0],
+                id=f"{row[0]:0{ID_HEX_DIGITS}x}",
                 queue=row[1],
                 payload=Payload(row[2], row[3]),
                 sent_at=row[4],
@@ -139,14 +143,12 @@ class SqliteStore:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            for queue in changes.cleared_queues:
-                db.execute("DELETE FROM messages WHERE queue = ?", (queue,))
-            db.executemany("DELETE FROM messages WHERE id = ?", ((i,) for i in changes.deleted_messages))
+            db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
             db.executemany(
                 "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
-                        m.id,
+                        int(m.id, 16),
                         m.queue,
                         m.payload.data,
                         m.payload.content_type,
@@ -161,7 +163,10 @@ class SqliteStore:
             )
             db.executemany(
                 "UPDATE messages SET receive_count = ?, receipt = ?, deadline_at = ?, consumer = ? WHERE id = ?",
-                ((m.receive_count, m.receipt, m.deadline_at, m.consumer, m.id) for m in changes.updated_messages),
+                (
+                    (m.receive_count, m.receipt, m.deadline_at, m.consumer, int(m.id, 16))
+                    for m in changes.updated_messages
+                ),
             )
             db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
             db.executemany(
