@@ -21,7 +21,7 @@ from wonderq.commands import Ack, Compact, GetQueue, Receive, Send
 from wonderq.core import Core
 from wonderq.errors import StorageFull, StorageUnavailable
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import Changes, Snapshot
+from wonderq.model import Changes, MessageRecord, Snapshot
 from wonderq.store import SqliteStore
 from wonderq.web import create_app
 
@@ -51,6 +51,10 @@ class RecordingJournal:
         return self.store.room()
 
 
+def stored(journal: RecordingJournal) -> list[MessageRecord]:
+    return list(journal.store.load().messages)
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[RecordingJournal]:
     store = SqliteStore(tmp_path, sync="normal")
@@ -77,11 +81,11 @@ async def journaled_actor(journal: RecordingJournal) -> AsyncIterator[ActorHandl
 async def test_every_change_is_committed_before_its_reply(journal: RecordingJournal, autojump_clock: MockClock) -> None:
     async with journaled_actor(journal) as handle:
         (message_id,) = await handle.ask(Send("q", (text("x"),)))
-        assert [m.id for m in journal.store.load().messages] == [message_id]  # durable when the reply came
+        assert [m.id for m in stored(journal)] == [message_id]  # durable when the reply came
         (lease,) = await handle.ask(Receive("q", visibility_timeout=60))
-        assert journal.store.load().messages[0].receipt == lease.receipt
+        assert stored(journal)[0].receipt == lease.receipt
         await handle.ask(Ack("q", lease.id, lease.receipt))
-        assert journal.store.load().messages == ()
+        assert stored(journal) == []
         assert journal.store.load().queues[0].acked == 1
 
 
@@ -100,7 +104,7 @@ async def test_concurrent_commands_share_commits(journal: RecordingJournal, auto
     async with journaled_actor(journal) as handle, trio.open_nursery() as nursery:
         for index in range(100):
             nursery.start_soon(handle.ask, Send("q", (text(str(index)),)))
-    assert len(journal.store.load().messages) == 100
+    assert len(stored(journal)) == 100
     assert len(journal.commits) < 100  # group commit: one transaction carried several sends
     statistics = handle.statistics()
     assert statistics.commits == len(journal.commits)
@@ -207,6 +211,6 @@ async def test_a_storage_error_in_the_ticker_does_not_stop_the_server(
         nursery.start_soon(partial(run_ticker, handle, interval=0.1))
         await trio.sleep(2)  # the first expiry commits fail, a later one succeeds
         assert journal.fail_next == 0
-        assert journal.store.load().messages[0].receipt is None
+        assert stored(journal)[0].receipt is None
         nursery.cancel_scope.cancel()
     assert StorageFull.status == 507

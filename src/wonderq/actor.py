@@ -324,7 +324,10 @@ class Actor:
             (command, slot, outcome.Error(error) if isinstance(result, outcome.Value) else result)
             for command, slot, result in self._replies
         ]
-        self._core.restore(await self._run_blocking(self._journal.load))
+        journal, core = self._journal, self._core
+        # In the worker thread: the load streams from the file as the core consumes it. The core is still only
+        # ever touched by this actor, which waits meanwhile.
+        await self._run_blocking(lambda: core.restore(journal.load()))
 
     async def _compact(self) -> outcome.Outcome[None]:
         if self._journal is None:

@@ -371,6 +371,10 @@ class Core:
             )
         return PeekPage(tuple(views), next_after=None)
 
+    def size(self) -> tuple[int, int]:
+        """(queues, messages): a plain count that changes nothing (due leases stay as they are)."""
+        return len(self._queues), sum(len(queue.messages) for queue in self._queues.values())
+
     # ---- the journal's view ---------------------------------------------------------------------------
 
     def drain_changes(self) -> Changes:
@@ -401,7 +405,8 @@ class Core:
         return changes
 
     def restore(self, snapshot: Snapshot) -> None:
-        """Replace all state with `snapshot` (as the journal loaded it). Expired leases end on first use."""
+        """Replace all state with `snapshot` (as the journal loaded it, messages in id order). Expired leases
+        end on first use."""
         self._queues = {}
         for record in snapshot.queues:
             self._queues[record.name] = _Queue(
@@ -414,7 +419,11 @@ class Core:
                 expired=record.expired,
                 released=record.released,
             )
-        for item in sorted(snapshot.messages, key=lambda m: m.id):
+        previous = ""
+        for item in snapshot.messages:
+            if item.id <= previous:
+                raise ValueError(f"snapshot messages out of id order at {item.id}")
+            previous = item.id
             queue = self._queues[item.queue]
             message = _Message(id=item.id, payload=item.payload, sent_at=item.sent_at, receive_count=item.receive_count)
             if item.receipt is not None and item.deadline_at is not None:

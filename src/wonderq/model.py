@@ -6,6 +6,7 @@ Nothing here has behaviour beyond construction; the core owns every rule.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -145,5 +146,5 @@ class Snapshot:
     """The whole durable state, as loaded at start-up."""
 
     queues: tuple[QueueRecord, ...]
-    messages: tuple[MessageRecord, ...]  # in id order
+    messages: Iterable[MessageRecord]  # in id order; may be a one-shot stream read from the store as it goes
     last_id: str | None

@@ -7,6 +7,7 @@ long polls are answered empty), and then the actor and the ticker are cancelled.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -82,13 +83,35 @@ async def serve(
 
 
 async def open_journal(settings: Settings) -> tuple[SqliteStore, Core]:
-    """Open (and lock) the data directory and rebuild the core from what it holds."""
+    """Open (and lock) the data directory and rebuild the core from what it holds, in a worker thread."""
     started = time.perf_counter()
     store = await trio.to_thread.run_sync(
         partial(SqliteStore, settings.data_dir, sync=settings.sync, max_bytes=settings.max_store_bytes)
     )
     try:
-        snapshot = await trio.to_thread.run_sync(store.load)
+        core = await trio.to_thread.run_sync(recover, settings, store)
+    except BaseException:
+        store.close()
+        raise
+    queues, messages = core.size()
+    log.info(
+        "recovered %d messages in %d queues from %s in %.2f s (sync=%s)",
+        messages,
+        queues,
+        store.path,
+        time.perf_counter() - started,
+        settings.sync,
+    )
+    return store, core
+
+
+def recover(settings: Settings, store: SqliteStore) -> Core:
+    """A core holding everything `store` holds, with ids continuing after the last one it issued."""
+    # Recovery makes millions of long-lived objects: the cyclic collector would rescan them over and over as
+    # they are made, and again at every full collection afterwards. Pause it, then freeze what was built.
+    gc.disable()
+    try:
+        snapshot = store.load()
         core = Core(
             limits=settings.limits(),
             new_id=TimeOrderedIds(floor=snapshot.last_id),
@@ -96,18 +119,10 @@ async def open_journal(settings: Settings) -> tuple[SqliteStore, Core]:
             track_changes=True,
         )
         core.restore(snapshot)
-    except BaseException:
-        store.close()
-        raise
-    log.info(
-        "recovered %d messages in %d queues from %s in %.2f s (sync=%s)",
-        len(snapshot.messages),
-        len(snapshot.queues),
-        store.path,
-        time.perf_counter() - started,
-        settings.sync,
-    )
-    return store, core
+    finally:
+        gc.enable()
+    gc.freeze()
+    return core
 
 
 async def _stop_parking(handle: ActorHandle, stop: trio.Event) -> None:

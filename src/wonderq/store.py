@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -21,6 +22,7 @@ from wonderq.ids import ID_HEX_DIGITS
 from wonderq.model import Changes, MessageRecord, Payload, QueueRecord, Snapshot
 
 SCHEMA_VERSION = "1"
+ID_FORMAT = f"0{ID_HEX_DIGITS}x"  # a stored id (an integer) back to its 16 hex digits
 DB_NAME = "wonderq.db"
 LOCK_NAME = "wonderq.lock"
 SQLITE_FULL = 13  # sqlite3 result code: database or disk is full
@@ -111,30 +113,34 @@ class SqliteStore:
             raise
 
     def load(self) -> Snapshot:
+        """Everything stored. The messages are streamed from the file in id order as they are consumed, so the
+        whole store never sits in memory twice; consume them before the next call on this store."""
         queues = tuple(
             QueueRecord(*row)
             for row in self._db.execute(
                 "SELECT name, visibility_timeout, created_at, sent, received, acked, expired, released FROM queues"
             )
         )
-        messages = tuple(
-            MessageRecord(
-                id=f"{row[0]:0{ID_HEX_DIGITS}x}",
-                queue=row[1],
-                payload=Payload(row[2], row[3]),
-                sent_at=row[4],
-                receive_count=row[5],
-                receipt=row[6],
-                deadline_at=row[7],
-                consumer=row[8],
-            )
-            for row in self._db.execute(
-                "SELECT id, queue, body, content_type, sent_at, receive_count, receipt, deadline_at, consumer"
-                " FROM messages ORDER BY id"
-            )
-        )
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
-        return Snapshot(queues=queues, messages=messages, last_id=last[0] if last else None)
+        return Snapshot(queues=queues, messages=self._messages(), last_id=last[0] if last else None)
+
+    def _messages(self) -> Iterator[MessageRecord]:
+        media_types: dict[str, str] = {}  # one string per content type, not one per message
+        rows = self._db.execute(
+            "SELECT id, queue, body, content_type, sent_at, receive_count, receipt, deadline_at, consumer"
+            " FROM messages ORDER BY id"
+        )
+        for number, queue, body, media_type, sent_at, receive_count, receipt, deadline_at, consumer in rows:
+            yield MessageRecord(
+                format(number, ID_FORMAT),
+                queue,
+                Payload(body, media_types.setdefault(media_type, media_type)),
+                sent_at,
+                receive_count,
+                receipt,
+                deadline_at,
+                consumer,
+            )
 
     def commit(self, changes: Changes) -> None:
         """Apply `changes` in one transaction, durably (per the sync level) before returning.
