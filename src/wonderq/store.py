@@ -105,12 +105,13 @@ class SqliteStore:
             elif version[0] != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: schema version {version[0]}, this WonderQ reads {SCHEMA_VERSION}")
             self._measure()
-        except sqlite3.Error as error:
+        except (sqlite3.Error, StoreError) as error:
+            if hasattr(self, "_db"):
+                self._db.close()
             self._unlock()
+            if isinstance(error, StoreError):
+                raise
             raise StoreError(f"{self.path}: cannot open the store: {error}") from None
-        except StoreError:
-            self._unlock()
-            raise
 
     def load(self) -> Snapshot:
         """Everything stored. The messages are streamed from the file in id order as they are consumed, so the
