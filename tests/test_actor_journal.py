@@ -214,3 +214,9 @@ async def test_a_storage_error_in_the_ticker_does_not_stop_the_server(
         assert stored(journal)[0].receipt is None
         nursery.cancel_scope.cancel()
     assert StorageFull.status == 507
+
+
+def test_a_journal_needs_a_core_that_tracks_its_changes(journal: RecordingJournal) -> None:
+    untracked = Core(limits=limits(), new_id=TimeOrderedIds(), new_token=lambda: "t")
+    with pytest.raises(ValueError, match="track_changes"):
+        Actor(untracked, WallClock(offset=0.0), journal=journal)

@@ -170,6 +170,8 @@ class Actor:
         *,
         run_blocking: BlockingRunner = trio.to_thread.run_sync,
     ) -> None:
+        if journal is not None and not core.tracks_changes:
+            raise ValueError("a journaled actor needs a core made with track_changes=True")
         self._core = core
         self._clock = clock
         self._journal = journal

@@ -371,6 +371,10 @@ class Core:
             )
         return PeekPage(tuple(views), next_after=None)
 
+    @property
+    def tracks_changes(self) -> bool:
+        return self._track
+
     def size(self) -> tuple[int, int]:
         """(queues, messages): a plain count that changes nothing (due leases stay as they are)."""
         return len(self._queues), sum(len(queue.messages) for queue in self._queues.values())
