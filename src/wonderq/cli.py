@@ -100,18 +100,15 @@ def serve(log_level: str, **flags: object) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import trio
 
+    from wonderq.server import BindError
     from wonderq.server import serve as serve_forever
     from wonderq.store import StoreError
 
     try:
         trio.run(serve_forever, settings)
-    except* StoreError as unusable:  # the data directory: raised before anything else starts
+    except* (StoreError, BindError) as unusable:  # raised at start-up, before anything is served
         for reason in unusable.exceptions:
             click.echo(f"wonderq: {reason}", err=True)
-        sys.exit(1)
-    except* OSError as group:  # the port is taken, the address does not exist, ...
-        for problem in group.exceptions:
-            click.echo(f"wonderq: cannot serve on {settings.host}:{settings.port}: {problem}", err=True)
         sys.exit(1)
 
 

@@ -29,6 +29,11 @@ from wonderq.web import create_app
 
 log = logging.getLogger("wonderq.server")
 
+
+class BindError(Exception):
+    """The server could not listen where it was told to. Raised before it serves anything."""
+
+
 GRACEFUL_TIMEOUT = 5.0  # seconds in-flight requests get to finish after a shutdown signal
 
 
@@ -70,7 +75,12 @@ async def serve(
             await nursery.start(actor.run)
             if shutdown is None:
                 nursery.start_soon(_stop_on_signal, stop)
-            binds: list[str] = await nursery.start(_serve_http, app, hypercorn_config(settings), stop, nursery)
+            try:
+                binds: list[str] = await nursery.start(_serve_http, app, hypercorn_config(settings), stop, nursery)
+            except* OSError as failed:  # the port is taken, the address does not exist, ...
+                where = bind_address(settings.host, settings.port)
+                reasons = "; ".join(str(error) for error in _leaves(failed))
+                raise BindError(f"cannot serve on {where}: {reasons}") from None
             nursery.start_soon(partial(run_ticker, actor.handle, interval=settings.tick_interval))
             if store is not None:
                 nursery.start_soon(partial(run_compactor, actor.handle, interval=settings.compact_interval))
@@ -141,6 +151,14 @@ async def _serve_http(
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
     log.info("WonderQ stopped serving; shutting down")
     owner.cancel_scope.cancel()  # the actor and the ticker run until the HTTP side is done
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside `group`, however deeply nested."""
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        found.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found
 
 
 async def _stop_on_signal(stop: trio.Event) -> None:
