@@ -137,6 +137,15 @@ def test_sigterm_stops_cleanly_and_answers_parked_long_polls() -> None:
         assert "finishing requests in flight" in "".join(server.log)
 
 
+def test_an_idle_keep_alive_connection_does_not_hold_up_shutdown() -> None:
+    with server_process() as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/health").status_code == 200  # the connection stays open, idle
+        assert http.post("/v1/queues/q/messages", content=b"x").status_code == 201
+        started = time.monotonic()
+        assert server.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 2  # not hypercorn's 5-second graceful timeout
+
+
 def test_sigint_stops_cleanly() -> None:
     with server_process() as server:
         assert httpx.get(server.url + "/health").status_code == 200

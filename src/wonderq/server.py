@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from functools import partial
+from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -140,6 +141,28 @@ async def _stop_parking(handle: ActorHandle, stop: trio.Event) -> None:
     await handle.ask(StopParking())
 
 
+def finish_responses_shielded(app: Any) -> Any:
+    """Wrap the ASGI app so that the last send of a response is shielded from cancellation.
+
+    quart-trio cancels a request's tasks as soon as hypercorn reports the stream closed, which hypercorn does
+    from inside that very last send, before it marks the keep-alive connection idle. The cancellation then cuts
+    that bookkeeping short, the connection never counts as idle, and a graceful shutdown waits the whole
+    GRACEFUL_TIMEOUT for it. Shielding only the final body message lets it finish; hypercorn already shields
+    the socket write itself."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        async def send_finishing_shielded(message: Any) -> None:
+            if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True):
+                    await send(message)
+            else:
+                await send(message)
+
+        await app(scope, receive, send_finishing_shielded if scope["type"] == "http" else send)
+
+    return wrapped
+
+
 async def _serve_http(
     app: object,
     config: HypercornConfig,
@@ -148,7 +171,7 @@ async def _serve_http(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+    await hypercorn_serve(finish_responses_shielded(app), config, shutdown_trigger=stop.wait, task_status=task_status)
     log.info("WonderQ stopped serving; shutting down")
     owner.cancel_scope.cancel()  # the actor and the ticker run until the HTTP side is done
 
