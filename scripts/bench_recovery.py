@@ -40,6 +40,7 @@ def fill(data_dir: Path, messages: int) -> float:
                     payload=body,
                     sent_at=now,
                     receive_count=1 if n % 10 == 0 else 0,
+                    first_received_at=now if n % 10 == 0 else None,
                     receipt=f"{int(now * 1e6) + n:016x}.bench" if n % 10 == 0 else None,
                     deadline_at=now + 3600 if n % 10 == 0 else None,  # leased for an hour: survives the restart
                     consumer=None,
@@ -47,7 +48,7 @@ def fill(data_dir: Path, messages: int) -> float:
                 for n in range(start, min(messages, start + CHUNK))
             )
             store.commit(Changes(inserted_messages=records))
-        queues = tuple(QueueRecord(f"q{i}", 30.0, now, messages // 4, 0, 0, 0, 0) for i in range(4))
+        queues = tuple(QueueRecord(f"q{i}", 30.0, 0, now, messages // 4, 0, 0, 0, 0) for i in range(4))
         store.commit(Changes(queues=queues, last_id=f"{int(now * 1e6) + messages:016x}"))
     finally:
         store.close()

@@ -159,6 +159,10 @@ async def test_queue_lifecycle(api: AsyncClient, queue: str) -> None:
     stats, created = await api.create_queue(queue)
     assert not created
     assert stats["attributes"]["visibility_timeout"] == 7  # unchanged when not given
+    stats, _ = await api.create_queue(queue, max_in_flight=2)
+    assert stats["attributes"] == {"visibility_timeout": 7, "max_in_flight": 2}
+    stats, _ = await api.create_queue(queue, max_in_flight=0)
+    assert stats["attributes"]["max_in_flight"] == 0
 
     await api.send_batch(queue, ["a", "b", "c"])
     assert (await api.get_queue(queue))["ready"] == 3
@@ -215,6 +219,7 @@ async def test_receive_leases_for_the_time_asked(api: AsyncClient, queue: str) -
     assert first.consumer == "worker-1"
     assert before + 99 < first.lease_expires_at < time.time() + 101
     assert before - 1 < first.sent_at < time.time() + 1
+    assert first.sent_at <= first.first_received_at < time.time() + 1
     (third,) = await api.receive(queue, max=5)
     assert third.consumer is None
     assert third.lease_expires_at < time.time() + 31  # the queue's own visibility timeout
@@ -228,6 +233,7 @@ async def test_ack_settles_exactly_one_delivery(api: AsyncClient, queue: str) ->
     (second,) = await api.receive(queue)
     assert second.id == first.id
     assert second.receive_count == 2
+    assert second.first_received_at == first.first_received_at
 
     with pytest.raises(WonderQClientError) as raised:
         await api.ack(queue, first.id, first.receipt)  # the earlier delivery's receipt is dead

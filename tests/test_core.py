@@ -522,3 +522,60 @@ def test_every_error_leaves_stats_unchanged() -> None:
         with pytest.raises(WonderQError):
             call()
     assert core.queue_stats("q", now=T0) == before
+
+
+# ---- first delivery time and the in-flight limit ----------------------------------------------------------
+
+
+def test_first_received_at_is_the_first_delivery_and_survives_redelivery() -> None:
+    core = make_core()
+    core.send("q", text("x"), now=T0)
+    assert core.peek("q", state=None, limit=1, after=None, now=T0).messages[0].first_received_at is None
+    first = receive_one(core, now=T0 + 2, visibility_timeout=5)
+    again = receive_one(core, now=T0 + 7)
+    assert first.first_received_at == again.first_received_at == T0 + 2
+
+
+def test_an_undelivered_first_lease_forgets_its_first_delivery() -> None:
+    core = make_core()
+    core.send("q", text("x"), now=T0)
+    lease = receive_one(core, now=T0 + 1)
+    core.return_undelivered("q", [lease], now=T0 + 1)
+    assert core.peek("q", state=None, limit=1, after=None, now=T0).messages[0].first_received_at is None
+    assert receive_one(core, now=T0 + 3).first_received_at == T0 + 3
+
+
+def test_max_in_flight_caps_leases_at_both_sides() -> None:
+    core = make_core()
+    core.put_queue("q", visibility_timeout=10, max_in_flight=3, now=T0)
+    core.send_batch("q", [text(str(i)) for i in range(6)], now=T0)
+    assert len(core.receive("q", max_messages=2, visibility_timeout=None, consumer=None, now=T0)) == 2
+    (third,) = core.receive("q", max_messages=5, visibility_timeout=None, consumer=None, now=T0)  # 1 left
+    assert core.receive("q", max_messages=5, visibility_timeout=None, consumer=None, now=T0) == []
+    assert not core.has_ready("q", now=T0)
+    core.ack("q", third.id, third.receipt, now=T0)  # one slot frees up
+    assert core.has_ready("q", now=T0)
+    assert len(core.receive("q", max_messages=5, visibility_timeout=None, consumer=None, now=T0)) == 1
+    assert len(core.receive("q", max_messages=5, visibility_timeout=None, consumer=None, now=T0 + 10)) == 3  # expired
+
+
+def test_max_in_flight_zero_means_no_limit_and_none_keeps_it() -> None:
+    core = make_core()
+    stats, _ = core.put_queue("q", visibility_timeout=None, max_in_flight=1, now=T0)
+    assert stats.attributes.max_in_flight == 1
+    stats, _ = core.put_queue("q", visibility_timeout=7, now=T0)
+    assert (stats.attributes.visibility_timeout, stats.attributes.max_in_flight) == (7, 1)
+    stats, _ = core.put_queue("q", visibility_timeout=None, max_in_flight=0, now=T0)
+    assert stats.attributes.max_in_flight == 0
+    core.send_batch("q", [text("x")] * 10, now=T0)
+    assert len(core.receive("q", max_messages=10, visibility_timeout=None, consumer=None, now=T0)) == 10
+
+
+@pytest.mark.parametrize("value", [-1, 1_000_001])
+def test_max_in_flight_out_of_range_changes_nothing(value: int) -> None:
+    core = make_core()
+    core.put_queue("q", visibility_timeout=None, max_in_flight=2, now=T0)
+    with pytest.raises(InvalidParameter, match="max_in_flight"):
+        core.put_queue("q", visibility_timeout=5, max_in_flight=value, now=T0)
+    attributes = core.queue_stats("q", now=T0).attributes
+    assert (attributes.visibility_timeout, attributes.max_in_flight) == (30.0, 2)

@@ -26,12 +26,14 @@ from wonderq.model import Payload, State
 from wonderq.store import SqliteStore
 
 QUEUES = ("a", "b")
+IN_FLIGHT = {"a": 0, "b": 3}  # max_in_flight of each queue (0: no limit)
 
 
 @dataclass
 class ModelMessage:
     body: bytes
     receive_count: int = 0
+    first_received_at: float | None = None
     receipt: str | None = None
     deadline_at: float = 0.0
 
@@ -68,7 +70,7 @@ class CoreVersusModel(RuleBasedStateMachine):
     @initialize()
     def make_queues(self) -> None:
         for name in QUEUES:
-            self.core.put_queue(name, visibility_timeout=10, now=self.now)
+            self.core.put_queue(name, visibility_timeout=10, max_in_flight=IN_FLIGHT[name], now=self.now)
             self.model[name] = {}
 
     @rule(queue=st.sampled_from(QUEUES), count=st.integers(1, 5))
@@ -93,12 +95,18 @@ class CoreVersusModel(RuleBasedStateMachine):
             queue, max_messages=max_messages, visibility_timeout=visibility_timeout, consumer=None, now=self.now
         )
         messages = self.model[queue]
-        expected = sorted(i for i, m in messages.items() if not m.leased(self.now))[:max_messages]
+        room = max_messages
+        if IN_FLIGHT[queue]:
+            room = min(room, IN_FLIGHT[queue] - sum(m.leased(self.now) for m in messages.values()))
+        expected = sorted(i for i, m in messages.items() if not m.leased(self.now))[:room]
         assert [lease.id for lease in leases] == expected
         seconds = 10.0 if visibility_timeout is None else visibility_timeout
         for lease in leases:
             message = messages[lease.id]
             message.receive_count += 1
+            if message.first_received_at is None:
+                message.first_received_at = self.now
+            assert lease.first_received_at == message.first_received_at
             message.receipt = lease.receipt
             message.deadline_at = self.now + seconds
             assert lease.payload.data == message.body
@@ -194,6 +202,7 @@ class CoreVersusModel(RuleBasedStateMachine):
             for view in page.messages:
                 assert (view.state is State.LEASED) == (view.id in leased)
                 assert view.receive_count == messages[view.id].receive_count
+                assert view.first_received_at == messages[view.id].first_received_at
             assert not self.gone & {v.id for v in page.messages}
 
 

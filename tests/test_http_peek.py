@@ -41,6 +41,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                 "content_type": TEXT,
                 "receive_count": 1,
                 "sent_at": sent_at,
+                "first_received_at": wall_now(),
                 "lease_expires_at": wall_now() + 5,
                 "consumer": "c1",
             },
@@ -53,6 +54,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                     "content_type": TEXT,
                     "receive_count": 0,
                     "sent_at": sent_at,
+                    "first_received_at": None,
                     "lease_expires_at": None,
                     "consumer": None,
                 }

@@ -32,7 +32,7 @@ from tests.test_http import (
 def fresh_stats(name: str, visibility_timeout: float, created_at: float) -> dict[str, Any]:
     return {
         "name": name,
-        "attributes": {"visibility_timeout": visibility_timeout},
+        "attributes": {"visibility_timeout": visibility_timeout, "max_in_flight": 0},
         "created_at": created_at,
         **dict.fromkeys(COUNTERS, 0),
     }
@@ -44,13 +44,16 @@ async def test_put_creates_with_201_then_updates_with_200(client: Client, autoju
     await trio.sleep(1)
     await send(client)
     updated = await put_queue(client, "q", 200, visibility_timeout=30)
-    assert updated["attributes"] == {"visibility_timeout": 30.0}
+    assert updated["attributes"] == {"visibility_timeout": 30.0, "max_in_flight": 0}
     assert updated["created_at"] == created_at
     assert updated["sent"] == 1
     # Without attributes (no body, or an empty object) an existing queue stays as it is.
     assert await check(await client.put(queue_path("q")), 200) == await stats(client)
-    assert (await put_queue(client, "q", 200))["attributes"] == {"visibility_timeout": 30.0}
-    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {"visibility_timeout": 30.0}
+    assert (await put_queue(client, "q", 200))["attributes"] == {"visibility_timeout": 30.0, "max_in_flight": 0}
+    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {
+        "visibility_timeout": 30.0,
+        "max_in_flight": 0,
+    }
     assert await put_queue(client, "other", visibility_timeout=5) == fresh_stats("other", 5.0, wall_now())
 
 
@@ -88,7 +91,7 @@ async def test_put_rejects_bad_attributes_and_changes_nothing(
     await put_queue(client, "q", visibility_timeout=20)
     for name in ("q", "new"):
         await check_error(await client.put(queue_path(name), **kwargs), 400, code)
-    assert (await stats(client, "q"))["attributes"] == {"visibility_timeout": 20.0}
+    assert (await stats(client, "q"))["attributes"] == {"visibility_timeout": 20.0, "max_in_flight": 0}
     await check_error(await client.get(queue_path("new")), 404, "queue_not_found")
 
 
@@ -175,3 +178,43 @@ async def test_purge_removes_ready_and_leased_messages(client: Client, autojump_
 
 async def test_purge_unknown_queue_is_404(client: Client, autojump_clock: MockClock) -> None:
     await check_error(await client.post(queue_path("nope", "/purge")), 404, "queue_not_found")
+
+
+async def test_max_in_flight_limits_what_receives_hand_out(client: Client, autojump_clock: MockClock) -> None:
+    created = await put_queue(client, "q", 201, max_in_flight=2)
+    assert created["attributes"] == {"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, "max_in_flight": 2}
+    await send_texts(client, 5)
+    leases = await receive(client, max=5)
+    assert len(leases) == 2
+    assert await receive(client, max=5) == []
+    got: list[list[Any]] = []
+
+    async def long_poll() -> None:
+        got.append(await receive(client, max=5, wait=10))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(long_poll)
+        await trio.sleep(1)
+        assert got == []  # messages are ready, but no room in flight
+        assert (await ack(client, leases[0]["id"], leases[0]["receipt"])).status_code == 204
+    assert len(got[0]) == 1  # woken by the ack, and given the one free slot
+    updated = await put_queue(client, "q", 200, max_in_flight=0)  # 0 lifts the limit
+    assert updated["attributes"]["max_in_flight"] == 0
+    assert len(await receive(client, max=5)) == 2
+
+
+@pytest.mark.parametrize("value", [-1, 1_000_001, 2.5, "3", True])
+async def test_max_in_flight_must_be_a_count(client: Client, autojump_clock: MockClock, value: Any) -> None:
+    await put_queue(client, "q", 201, max_in_flight=4)
+    response = await client.put(queue_path("q"), json={"max_in_flight": value})
+    await check_error(response, 400, "invalid_parameter")
+    assert (await stats(client, "q"))["attributes"]["max_in_flight"] == 4
+
+
+async def test_first_received_at_is_kept_across_redeliveries(client: Client, autojump_clock: MockClock) -> None:
+    await send(client)
+    first = await receive_one(client, visibility_timeout=5)
+    await trio.sleep(6)
+    again = await receive_one(client)
+    assert again["receive_count"] == 2
+    assert again["first_received_at"] == first["first_received_at"] < again["lease_expires_at"] - 10

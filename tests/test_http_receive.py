@@ -47,6 +47,7 @@ async def test_lease_reply_has_every_field(client: Client, autojump_clock: MockC
         "content_type": TEXT,
         "receive_count": 1,
         "sent_at": sent_at,
+        "first_received_at": wall_now(),
         "lease_expires_at": wall_now() + 7,
         "consumer": "worker-1",
     }

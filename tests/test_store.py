@@ -42,7 +42,10 @@ def everything(core: Core, now: float) -> list[tuple[object, ...]]:
     for stats in core.list_queues(now=now):
         seen.append((stats,))
         page = core.peek(stats.name, state=None, limit=1000, after=None, now=now)
-        seen.extend((v.id, v.state, v.payload, v.receive_count, v.lease_expires_at, v.consumer) for v in page.messages)
+        seen.extend(
+            (v.id, v.state, v.payload, v.receive_count, v.first_received_at, v.lease_expires_at, v.consumer)
+            for v in page.messages
+        )
     return seen
 
 
@@ -61,7 +64,7 @@ def test_a_new_store_is_empty(store: SqliteStore) -> None:
 
 def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteStore) -> None:
     core = journaled_core()
-    core.put_queue("jobs", visibility_timeout=7, now=T0)
+    core.put_queue("jobs", visibility_timeout=7, max_in_flight=5, now=T0)
     ids = core.send_batch("jobs", [text("a"), Payload(b"\x00\x01", "application/octet-stream"), text("c")], now=T0)
     (leased,) = core.receive("jobs", max_messages=1, visibility_timeout=100, consumer="w1", now=T0)
     (acked,) = core.receive("jobs", max_messages=1, visibility_timeout=None, consumer=None, now=T0)
@@ -77,7 +80,8 @@ def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteS
     ] == [b"c"]
     restored.ack("jobs", leased.id, leased.receipt, now=T0 + 99)
     stats = restored.queue_stats("jobs", now=T0 + 99)
-    assert (stats.attributes.visibility_timeout, stats.sent, stats.acked) == (7, 3, 2)
+    assert (stats.attributes.visibility_timeout, stats.attributes.max_in_flight) == (7, 5)
+    assert (stats.sent, stats.acked) == (3, 2)
 
 
 def test_a_lease_past_its_deadline_ends_after_the_restart(store: SqliteStore) -> None:

@@ -79,6 +79,7 @@ class ReceivedMessage:
     content_type: str
     receive_count: int  # 1 on the first delivery; more means the message was redelivered
     sent_at: float  # epoch seconds
+    first_received_at: float  # epoch seconds of the first delivery
     lease_expires_at: float  # epoch seconds
     consumer: str | None
 
@@ -93,6 +94,7 @@ class PeekedMessage:
     content_type: str
     receive_count: int
     sent_at: float  # epoch seconds
+    first_received_at: float | None  # epoch seconds; None until first delivered
     lease_expires_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
 
@@ -228,6 +230,7 @@ def received_message(item: Mapping[str, Any]) -> ReceivedMessage:
         content_type=item["content_type"],
         receive_count=item["receive_count"],
         sent_at=item["sent_at"],
+        first_received_at=item["first_received_at"],
         lease_expires_at=item["lease_expires_at"],
         consumer=item["consumer"],
     )
@@ -241,6 +244,7 @@ def peeked_message(item: Mapping[str, Any]) -> PeekedMessage:
         content_type=item["content_type"],
         receive_count=item["receive_count"],
         sent_at=item["sent_at"],
+        first_received_at=item["first_received_at"],
         lease_expires_at=item["lease_expires_at"],
         consumer=item["consumer"],
     )
@@ -254,8 +258,11 @@ def list_queues_call() -> Call[list[dict[str, Any]]]:
     return Call("GET", "/v1/queues", lambda response: list(_dict(response)["queues"]))
 
 
-def create_queue_call(name: str, visibility_timeout: float | None = None) -> Call[tuple[dict[str, Any], bool]]:
-    attributes = {} if visibility_timeout is None else {"visibility_timeout": visibility_timeout}
+def create_queue_call(
+    name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None
+) -> Call[tuple[dict[str, Any], bool]]:
+    given = {"visibility_timeout": visibility_timeout, "max_in_flight": max_in_flight}
+    attributes = {key: value for key, value in given.items() if value is not None}
     # 201 means the queue was created; 200 that it existed (and the attributes given were updated).
     return _json_call("PUT", _queue_path(name), lambda r: (_dict(r), r.status_code == 201), attributes)
 
@@ -448,9 +455,12 @@ class Client(_Base):
     def list_queues(self) -> list[dict[str, Any]]:
         return self._run(list_queues_call())
 
-    def create_queue(self, name: str, visibility_timeout: float | None = None) -> tuple[dict[str, Any], bool]:
-        """Create the queue or update its attributes. Returns its stats and whether it was created."""
-        return self._run(create_queue_call(name, visibility_timeout))
+    def create_queue(
+        self, name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Create the queue or update the attributes given (`max_in_flight=0` lifts that limit).
+        Returns its stats and whether it was created."""
+        return self._run(create_queue_call(name, visibility_timeout, max_in_flight))
 
     def get_queue(self, name: str) -> dict[str, Any]:
         return self._run(get_queue_call(name))
@@ -530,8 +540,10 @@ class AsyncClient(_Base):
     async def list_queues(self) -> list[dict[str, Any]]:
         return await self._run(list_queues_call())
 
-    async def create_queue(self, name: str, visibility_timeout: float | None = None) -> tuple[dict[str, Any], bool]:
-        return await self._run(create_queue_call(name, visibility_timeout))
+    async def create_queue(
+        self, name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        return await self._run(create_queue_call(name, visibility_timeout, max_in_flight))
 
     async def get_queue(self, name: str) -> dict[str, Any]:
         return await self._run(get_queue_call(name))

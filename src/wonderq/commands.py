@@ -28,8 +28,11 @@ class Command(Generic[R_co]):
 
 @dataclass(frozen=True, slots=True)
 class PutQueue(Command[tuple[QueueStats, bool]]):
+    """Create a queue or update the attributes given; None leaves an attribute as it is."""
+
     queue: str
     visibility_timeout: float | None = None
+    max_in_flight: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +159,8 @@ def check_wait(wait: float) -> float:
 def execute(core: Core, command: AnyCommand, *, now: float) -> object:
     """Apply one command to the core and return its reply. Domain errors propagate as WonderQError."""
     match command:
-        case PutQueue(queue, visibility_timeout):
-            return core.put_queue(queue, visibility_timeout=visibility_timeout, now=now)
+        case PutQueue(queue, visibility_timeout, max_in_flight):
+            return core.put_queue(queue, visibility_timeout=visibility_timeout, max_in_flight=max_in_flight, now=now)
         case DeleteQueue(queue):
             core.delete_queue(queue, now=now)
             return None

@@ -11,8 +11,9 @@ Rules
    has run yet: every call on a queue first expires that queue's due leases, so no answer depends on a tick.
 4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
    the live lease; anything else fails with LeaseLost (or MessageNotFound) and changes nothing.
-5. READY messages are delivered lowest id first. Ids increase in send order, so a message whose lease ended
-   goes out again before newer ones, in its original order.
+5. READY messages are delivered lowest id first, never more at once than a queue's `max_in_flight` allows.
+   Ids increase in send order, so a message whose lease ended goes out again before newer ones, in its
+   original order.
 6. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
 7. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
    the journal writes (one transaction per actor batch), and `restore` rebuilds the state from them.
@@ -65,6 +66,7 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 MAX_VISIBILITY_TIMEOUT = 43_200.0  # seconds (12 hours), as in SQS
 MAX_CONSUMER_CHARS = 200
 MAX_PEEK = 1_000  # messages per peek page
+MAX_IN_FLIGHT = 1_000_000  # the largest max_in_flight a queue may have
 
 IdFactory = Callable[[float], str]
 """Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
@@ -87,6 +89,7 @@ class _Message:
     sent_at: float
     state: State = State.READY
     receive_count: int = 0
+    first_received_at: float | None = None
     receipt: str | None = None
     deadline_at: float | None = None
     consumer: str | None = None
@@ -149,23 +152,31 @@ class Core:
 
     # ---- queues -------------------------------------------------------------------------------------
 
-    def put_queue(self, name: str, *, visibility_timeout: float | None, now: float) -> tuple[QueueStats, bool]:
-        """Create the queue, or update the attributes given. Returns its stats and whether it was created."""
+    def put_queue(
+        self, name: str, *, visibility_timeout: float | None, max_in_flight: int | None = None, now: float
+    ) -> tuple[QueueStats, bool]:
+        """Create the queue, or update the attributes given (None: keep, or the default for a new queue).
+        Returns its stats and whether it was created."""
         check_queue_name(name)
         if visibility_timeout is not None:
             check_visibility_timeout(visibility_timeout)
+        if max_in_flight is not None and not 0 <= max_in_flight <= MAX_IN_FLIGHT:
+            raise InvalidParameter(
+                f"max_in_flight must be between 0 (no limit) and {MAX_IN_FLIGHT}, got {max_in_flight}"
+            )
         queue = self._queues.get(name)
+        created = queue is None
         if queue is None:
-            if visibility_timeout is None:
-                visibility_timeout = self.limits.default_visibility_timeout
-            attributes = QueueAttributes(visibility_timeout=visibility_timeout)
-            queue = self._queues[name] = _Queue(name=name, attributes=attributes, created_at=now)
+            defaults = QueueAttributes(visibility_timeout=self.limits.default_visibility_timeout)
+            queue = self._queues[name] = _Queue(name=name, attributes=defaults, created_at=now)
+        old = queue.attributes
+        queue.attributes = QueueAttributes(
+            visibility_timeout=old.visibility_timeout if visibility_timeout is None else visibility_timeout,
+            max_in_flight=old.max_in_flight if max_in_flight is None else max_in_flight,
+        )
+        if created or queue.attributes != old:
             self._touch_queue(queue)
-            return self._stats(queue), True
-        if visibility_timeout is not None:
-            queue.attributes = QueueAttributes(visibility_timeout=visibility_timeout)
-            self._touch_queue(queue)
-        return self._stats(queue), False
+        return self._stats(queue), created
 
     def delete_queue(self, name: str, *, now: float) -> None:
         queue = self._queue(name, now)
@@ -252,6 +263,7 @@ class Core:
         if visibility_timeout is None:
             visibility_timeout = queue.attributes.visibility_timeout
         deadline_at = now + visibility_timeout
+        max_messages = min(max_messages, self._room_in_flight(queue))
         leases: list[Lease] = []
         while queue.ready and len(leases) < max_messages:
             message = queue.messages.get(heapq.heappop(queue.ready))
@@ -259,6 +271,8 @@ class Core:
                 continue  # stale entry: the message was purged
             message.state = State.LEASED
             message.receive_count += 1
+            if message.first_received_at is None:
+                message.first_received_at = now
             message.receipt = f"{message.id}.{self._new_token()}"
             message.deadline_at = deadline_at
             message.consumer = consumer
@@ -272,8 +286,10 @@ class Core:
         return leases
 
     def has_ready(self, name: str, *, now: float) -> bool:
-        """Whether a receive on this queue now would return a message."""
+        """Whether a receive on this queue now would return a message (one is ready and in-flight room left)."""
         queue = self._queue(name, now)
+        if not self._room_in_flight(queue):
+            return False
         while queue.ready:
             message = queue.messages.get(queue.ready[0])
             if message is not None and message.state is State.READY:
@@ -339,6 +355,8 @@ class Core:
                 continue
             self._make_ready(queue, message)
             message.receive_count -= 1
+            if message.receive_count == 0:
+                message.first_received_at = None
             queue.received -= 1
 
     def expire(self, *, now: float) -> int:
@@ -365,6 +383,7 @@ class Core:
                     payload=message.payload,
                     receive_count=message.receive_count,
                     sent_at=message.sent_at,
+                    first_received_at=message.first_received_at,
                     lease_expires_at=message.deadline_at,
                     consumer=message.consumer,
                 )
@@ -415,7 +434,9 @@ class Core:
         for record in snapshot.queues:
             self._queues[record.name] = _Queue(
                 name=record.name,
-                attributes=QueueAttributes(visibility_timeout=record.visibility_timeout),
+                attributes=QueueAttributes(
+                    visibility_timeout=record.visibility_timeout, max_in_flight=record.max_in_flight
+                ),
                 created_at=record.created_at,
                 sent=record.sent,
                 received=record.received,
@@ -429,7 +450,13 @@ class Core:
                 raise ValueError(f"snapshot messages out of id order at {item.id}")
             previous = item.id
             queue = self._queues[item.queue]
-            message = _Message(id=item.id, payload=item.payload, sent_at=item.sent_at, receive_count=item.receive_count)
+            message = _Message(
+                id=item.id,
+                payload=item.payload,
+                sent_at=item.sent_at,
+                receive_count=item.receive_count,
+                first_received_at=item.first_received_at,
+            )
             if item.receipt is not None and item.deadline_at is not None:
                 message.state = State.LEASED
                 message.receipt = item.receipt
@@ -465,6 +492,11 @@ class Core:
         if receipt is not None and message.receipt != receipt:
             raise LeaseLost(f"the receipt is not the live lease of message {message.id!r}")
         return message
+
+    def _room_in_flight(self, queue: _Queue) -> int:
+        """How many more messages this queue may lease now."""
+        limit = queue.attributes.max_in_flight
+        return max(0, limit - queue.leased) if limit else self.limits.max_batch
 
     def _make_ready(self, queue: _Queue, message: _Message) -> None:
         message.state = State.READY
@@ -519,6 +551,7 @@ def _record(queue: str, message: _Message) -> MessageRecord:
         payload=message.payload,
         sent_at=message.sent_at,
         receive_count=message.receive_count,
+        first_received_at=message.first_received_at,
         receipt=message.receipt,
         deadline_at=message.deadline_at,
         consumer=message.consumer,
@@ -529,6 +562,7 @@ def _queue_record(queue: _Queue) -> QueueRecord:
     return QueueRecord(
         name=queue.name,
         visibility_timeout=queue.attributes.visibility_timeout,
+        max_in_flight=queue.attributes.max_in_flight,
         created_at=queue.created_at,
         sent=queue.sent,
         received=queue.received,
@@ -541,12 +575,14 @@ def _queue_record(queue: _Queue) -> QueueRecord:
 def _lease(message: _Message) -> Lease:
     assert message.receipt is not None
     assert message.deadline_at is not None
+    assert message.first_received_at is not None
     return Lease(
         id=message.id,
         receipt=message.receipt,
         payload=message.payload,
         receive_count=message.receive_count,
         sent_at=message.sent_at,
+        first_received_at=message.first_received_at,
         lease_expires_at=message.deadline_at,
         consumer=message.consumer,
     )

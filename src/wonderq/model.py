@@ -32,6 +32,7 @@ class Lease:
     payload: Payload
     receive_count: int
     sent_at: float  # epoch seconds
+    first_received_at: float  # epoch seconds of the first delivery (this one, when receive_count is 1)
     lease_expires_at: float  # epoch seconds
     consumer: str | None
 
@@ -45,6 +46,7 @@ class MessageView:
     payload: Payload
     receive_count: int
     sent_at: float  # epoch seconds
+    first_received_at: float | None  # epoch seconds; None until first delivered
     lease_expires_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
 
@@ -58,6 +60,7 @@ class PeekPage:
 @dataclass(frozen=True, slots=True)
 class QueueAttributes:
     visibility_timeout: float  # seconds a receive leases a message for, unless the receive says otherwise
+    max_in_flight: int = 0  # most messages leased at once; receives beyond it get nothing; 0: no limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ class AckReport:
 class QueueRecord:
     name: str
     visibility_timeout: float  # seconds
+    max_in_flight: int  # 0: no limit
     created_at: float  # epoch seconds
     sent: int
     received: int
@@ -111,6 +115,7 @@ class MessageRecord:
     payload: Payload
     sent_at: float  # epoch seconds
     receive_count: int
+    first_received_at: float | None  # epoch seconds; None until first delivered
     receipt: str | None  # None unless leased
     deadline_at: float | None  # epoch seconds; None unless leased
     consumer: str | None

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS queues (
     name TEXT PRIMARY KEY,
     visibility_timeout REAL NOT NULL,
+    max_in_flight INTEGER NOT NULL,
     created_at REAL NOT NULL,
     sent INTEGER NOT NULL,
     received INTEGER NOT NULL,
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS messages (
     content_type TEXT NOT NULL,
     sent_at REAL NOT NULL,
     receive_count INTEGER NOT NULL,
+    first_received_at REAL,
     receipt TEXT,
     deadline_at REAL,
     consumer TEXT
@@ -119,7 +121,8 @@ class SqliteStore:
         queues = tuple(
             QueueRecord(*row)
             for row in self._db.execute(
-                "SELECT name, visibility_timeout, created_at, sent, received, acked, expired, released FROM queues"
+                "SELECT name, visibility_timeout, max_in_flight, created_at, sent, received, acked, expired, released"
+                " FROM queues"
             )
         )
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
@@ -128,16 +131,17 @@ class SqliteStore:
     def _messages(self) -> Iterator[MessageRecord]:
         media_types: dict[str, str] = {}  # one string per content type, not one per message
         rows = self._db.execute(
-            "SELECT id, queue, body, content_type, sent_at, receive_count, receipt, deadline_at, consumer"
-            " FROM messages ORDER BY id"
+            "SELECT id, queue, body, content_type, sent_at, receive_count, first_received_at, receipt, deadline_at,"
+            " consumer FROM messages ORDER BY id"
         )
-        for number, queue, body, media_type, sent_at, receive_count, receipt, deadline_at, consumer in rows:
+        for number, queue, body, media_type, sent_at, receive_count, first, receipt, deadline_at, consumer in rows:
             yield MessageRecord(
                 format(number, ID_FORMAT),
                 queue,
                 Payload(body, media_types.setdefault(media_type, media_type)),
                 sent_at,
                 receive_count,
+                first,
                 receipt,
                 deadline_at,
                 consumer,
@@ -152,7 +156,7 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
             db.executemany(
-                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         int(m.id, 16),
@@ -161,6 +165,7 @@ class SqliteStore:
                         m.payload.content_type,
                         m.sent_at,
                         m.receive_count,
+                        m.first_received_at,
                         m.receipt,
                         m.deadline_at,
                         m.consumer,
@@ -169,17 +174,28 @@ class SqliteStore:
                 ),
             )
             db.executemany(
-                "UPDATE messages SET receive_count = ?, receipt = ?, deadline_at = ?, consumer = ? WHERE id = ?",
+                "UPDATE messages SET receive_count = ?, first_received_at = ?, receipt = ?, deadline_at = ?,"
+                " consumer = ? WHERE id = ?",
                 (
-                    (m.receive_count, m.receipt, m.deadline_at, m.consumer, int(m.id, 16))
+                    (m.receive_count, m.first_received_at, m.receipt, m.deadline_at, m.consumer, int(m.id, 16))
                     for m in changes.updated_messages
                 ),
             )
             db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
             db.executemany(
-                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    (q.name, q.visibility_timeout, q.created_at, q.sent, q.received, q.acked, q.expired, q.released)
+                    (
+                        q.name,
+                        q.visibility_timeout,
+                        q.max_in_flight,
+                        q.created_at,
+                        q.sent,
+                        q.received,
+                        q.acked,
+                        q.expired,
+                        q.released,
+                    )
                     for q in changes.queues
                 ),
             )

@@ -114,6 +114,7 @@ class _Strict(BaseModel):
 
 class QueueAttributesIn(_Strict):
     visibility_timeout: float | None = None
+    max_in_flight: int | None = None
 
 
 class ReceiveIn(_Strict):
@@ -195,7 +196,10 @@ def no_content() -> Response:
 def render_stats(stats: QueueStats) -> dict[str, Any]:
     return {
         "name": stats.name,
-        "attributes": {"visibility_timeout": stats.attributes.visibility_timeout},
+        "attributes": {
+            "visibility_timeout": stats.attributes.visibility_timeout,
+            "max_in_flight": stats.attributes.max_in_flight,
+        },
         "created_at": stats.created_at,
         "ready": stats.ready,
         "leased": stats.leased,
@@ -215,6 +219,7 @@ def render_lease(lease: Lease) -> dict[str, Any]:
         "content_type": lease.payload.content_type,
         "receive_count": lease.receive_count,
         "sent_at": lease.sent_at,
+        "first_received_at": lease.first_received_at,
         "lease_expires_at": lease.lease_expires_at,
         "consumer": lease.consumer,
     }
@@ -228,6 +233,7 @@ def render_view(view: MessageView) -> dict[str, Any]:
         "content_type": view.payload.content_type,
         "receive_count": view.receive_count,
         "sent_at": view.sent_at,
+        "first_received_at": view.first_received_at,
         "lease_expires_at": view.lease_expires_at,
         "consumer": view.consumer,
     }
@@ -339,7 +345,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     async def put_queue(name: str) -> Response:
         check_queue_name(name)
         attributes = await read_json(QueueAttributesIn, required=False)
-        stats, created = await handle.ask(PutQueue(name, attributes.visibility_timeout))
+        stats, created = await handle.ask(PutQueue(name, attributes.visibility_timeout, attributes.max_in_flight))
         return json_response(render_stats(stats), 201 if created else 200)
 
     @app.get("/v1/queues/<name>")
