@@ -38,7 +38,9 @@ def fill(data_dir: Path, messages: int) -> float:
                     id=f"{int(now * 1e6) + n:016x}",
                     queue=f"q{n % 4}",
                     payload=body,
+                    priority=0,
                     sent_at=now,
+                    visible_at=None,
                     receive_count=1 if n % 10 == 0 else 0,
                     first_received_at=now if n % 10 == 0 else None,
                     receipt=f"{int(now * 1e6) + n:016x}.bench" if n % 10 == 0 else None,
@@ -48,7 +50,7 @@ def fill(data_dir: Path, messages: int) -> float:
                 for n in range(start, min(messages, start + CHUNK))
             )
             store.commit(Changes(inserted_messages=records))
-        queues = tuple(QueueRecord(f"q{i}", 30.0, 0, now, messages // 4, 0, 0, 0, 0) for i in range(4))
+        queues = tuple(QueueRecord(f"q{i}", 30.0, 0, 0.0, now, messages // 4, 0, 0, 0, 0) for i in range(4))
         store.commit(Changes(queues=queues, last_id=f"{int(now * 1e6) + messages:016x}"))
     finally:
         store.close()

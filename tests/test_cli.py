@@ -87,6 +87,17 @@ def test_send_json(server: ServerProcess, client: Client, queue: str) -> None:
     assert "not both" in both.stderr
 
 
+def test_send_with_delay_and_priority(server: ServerProcess, client: Client, queue: str) -> None:
+    assert wonderq(server, "send", queue, "later", "--delay", "600").exit_code == 0
+    assert wonderq(server, "send", queue, "low", "--priority", "5").exit_code == 0
+    assert wonderq(server, "send", queue, "high", "--priority", "-5").exit_code == 0
+    assert [(m.body, m.priority) for m in client.receive(queue, max=5)] == [("high", -5), ("low", 5)]
+    (delayed,) = client.peek(queue, state="delayed").messages
+    assert delayed.body == "later"
+    assert delayed.visible_at is not None
+    assert_fails(wonderq(server, "send", queue, "x", "--delay", "901"), "invalid_parameter")
+
+
 def test_send_errors(server: ServerProcess, queue: str) -> None:
     assert_fails(wonderq(server, "send", queue, input=b""), "empty_message")
     assert_fails(wonderq(server, "send", "no spaces allowed", "x"), "invalid_queue_name")

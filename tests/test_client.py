@@ -160,9 +160,10 @@ async def test_queue_lifecycle(api: AsyncClient, queue: str) -> None:
     assert not created
     assert stats["attributes"]["visibility_timeout"] == 7  # unchanged when not given
     stats, _ = await api.create_queue(queue, max_in_flight=2)
-    assert stats["attributes"] == {"visibility_timeout": 7, "max_in_flight": 2}
-    stats, _ = await api.create_queue(queue, max_in_flight=0)
-    assert stats["attributes"]["max_in_flight"] == 0
+    assert stats["attributes"] == {"visibility_timeout": 7, "max_in_flight": 2, "delay": 0.0}
+    stats, _ = await api.create_queue(queue, max_in_flight=0, delay=2.5)
+    assert (stats["attributes"]["max_in_flight"], stats["attributes"]["delay"]) == (0, 2.5)
+    stats, _ = await api.create_queue(queue, delay=0)
 
     await api.send_batch(queue, ["a", "b", "c"])
     assert (await api.get_queue(queue))["ready"] == 3
@@ -224,6 +225,20 @@ async def test_receive_leases_for_the_time_asked(api: AsyncClient, queue: str) -
     assert third.consumer is None
     assert third.lease_expires_at < time.time() + 31  # the queue's own visibility timeout
     assert await api.receive(queue) == []
+
+
+async def test_send_options_reach_the_broker(api: AsyncClient, queue: str) -> None:
+    await api.send(queue, "low", priority=9)
+    await api.send_batch(queue, ["high-1", "high-2"], priority=-9)
+    await api.send(queue, "later", delay=900)
+    await api.send_batch(queue, [b"later too"], delay=900, priority=-100)
+    received = await api.receive(queue, max=10)
+    assert [(m.body, m.priority) for m in received] == [("high-1", -9), ("high-2", -9), ("low", 9)]
+    page = await api.peek(queue, state="delayed")
+    assert [(m.body, m.priority, m.visible_at is not None) for m in page.messages] == [
+        ("later", 0, True),
+        (b"later too", -100, True),
+    ]
 
 
 async def test_ack_settles_exactly_one_delivery(api: AsyncClient, queue: str) -> None:

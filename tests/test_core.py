@@ -20,7 +20,7 @@ from wonderq.errors import (
     QueueNotFound,
     WonderQError,
 )
-from wonderq.model import Lease, Payload, QueueStats, State
+from wonderq.model import Lease, Outgoing, Payload, QueueStats, State
 
 T0 = 1_000.0  # epoch seconds; any value works since the core never reads a clock
 
@@ -579,3 +579,98 @@ def test_max_in_flight_out_of_range_changes_nothing(value: int) -> None:
         core.put_queue("q", visibility_timeout=5, max_in_flight=value, now=T0)
     attributes = core.queue_stats("q", now=T0).attributes
     assert (attributes.visibility_timeout, attributes.max_in_flight) == (30.0, 2)
+
+
+# ---- delays and priorities ---------------------------------------------------------------------------------
+
+
+def test_a_delayed_message_is_invisible_until_its_delay_has_passed() -> None:
+    core = make_core()
+    message_id = core.send("q", Outgoing(text("x"), delay=5), now=T0)
+    assert bodies(core, now=T0 + 4.999) == []
+    assert not core.has_ready("q", now=T0 + 4.999)
+    (view,) = core.peek("q", state=State.DELAYED, limit=5, after=None, now=T0 + 4.999).messages
+    assert (view.id, view.visible_at) == (message_id, T0 + 5)
+    stats = core.queue_stats("q", now=T0 + 4.999)
+    assert (stats.ready, stats.delayed) == (0, 1)
+    assert bodies(core, now=T0 + 5) == [b"x"]
+    assert core.queue_stats("q", now=T0 + 5).delayed == 0
+
+
+def test_the_queue_delay_applies_unless_the_send_says_otherwise() -> None:
+    core = make_core()
+    stats, _ = core.put_queue("q", visibility_timeout=None, delay=10, now=T0)
+    assert stats.attributes.delay == 10
+    core.send_batch("q", [text("default"), Outgoing(text("now"), delay=0), Outgoing(text("later"), delay=20)], now=T0)
+    assert bodies(core, now=T0 + 9.999) == [b"now"]
+    assert bodies(core, now=T0 + 10) == [b"default"]
+    assert bodies(core, now=T0 + 19.999) == []
+    assert bodies(core, now=T0 + 20) == [b"later"]
+
+
+def test_expire_makes_delayed_messages_ready_for_waiting_receivers() -> None:
+    core = make_core()
+    core.send("q", Outgoing(text("x"), delay=3), now=T0)
+    assert core.expire(now=T0 + 3) == 0  # no lease ended, but the delay did
+    assert core.peek("q", state=State.READY, limit=5, after=None, now=T0 + 3).messages[0].visible_at is None
+
+
+def test_lower_priority_goes_first_then_send_order() -> None:
+    core = make_core()
+    core.send_batch(
+        "q",
+        [
+            Outgoing(text("b0"), priority=5),
+            Outgoing(text("a0"), priority=-1),
+            text("c0"),
+            Outgoing(text("a1"), priority=-1),
+        ],
+        now=T0,
+    )
+    assert bodies(core, now=T0, max_messages=10) == [b"a0", b"a1", b"c0", b"b0"]
+
+
+def test_a_redelivered_message_keeps_its_priority() -> None:
+    core = make_core()
+    core.send_batch("q", [Outgoing(text("low"), priority=5), text("normal")], now=T0)
+    normal, low = core.receive("q", max_messages=2, visibility_timeout=5, consumer=None, now=T0)
+    assert (low.payload.data, low.priority, normal.priority) == (b"low", 5, 0)
+    core.ack("q", normal.id, normal.receipt, now=T0)
+    core.send("q", text("newer"), now=T0 + 1)
+    assert bodies(core, now=T0 + 5, max_messages=10) == [b"newer", b"low"]  # its priority, not its age, counts
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        (Outgoing(text("x"), delay=-0.1), "delay"),
+        (Outgoing(text("x"), delay=900.001), "delay"),
+        (Outgoing(text("x"), delay=float("nan")), "delay"),
+        (Outgoing(text("x"), priority=2**31), "priority"),
+        (Outgoing(text("x"), priority=-(2**31) - 1), "priority"),
+    ],
+)
+def test_bad_delays_and_priorities_fail_the_whole_batch(entry: Outgoing, match: str) -> None:
+    core = make_core()
+    core.send("q", text("keep"), now=T0)
+    with pytest.raises(InvalidParameter, match=f"message 1: {match}"):
+        core.send_batch("q", [text("ok"), entry], now=T0)
+    assert core.queue_stats("q", now=T0).sent == 1
+
+
+def test_delay_and_priority_limits_are_inclusive() -> None:
+    core = make_core()
+    core.send_batch(
+        "q", [Outgoing(text("x"), delay=900, priority=2**31 - 1), Outgoing(text("y"), priority=-(2**31))], now=T0
+    )
+    assert bodies(core, now=T0 + 900, max_messages=5) == [b"y", b"x"]
+    with pytest.raises(InvalidParameter, match="delay"):
+        core.put_queue("q", visibility_timeout=None, delay=901, now=T0)
+
+
+def test_purge_removes_delayed_messages_too() -> None:
+    core = make_core()
+    core.send("q", Outgoing(text("x"), delay=60), now=T0)
+    assert core.purge("q", now=T0) == 1
+    assert core.queue_stats("q", now=T0 + 60).delayed == 0
+    assert bodies(core, now=T0 + 60) == []

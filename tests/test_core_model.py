@@ -22,16 +22,19 @@ from tests.helpers import limits
 from wonderq.core import Core
 from wonderq.errors import LeaseLost, MessageNotFound
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import Payload, State
+from wonderq.model import Outgoing, Payload, State
 from wonderq.store import SqliteStore
 
 QUEUES = ("a", "b")
 IN_FLIGHT = {"a": 0, "b": 3}  # max_in_flight of each queue (0: no limit)
+QUEUE_DELAY = {"a": 0.0, "b": 1.0}  # each queue's default delay, seconds
 
 
 @dataclass
 class ModelMessage:
     body: bytes
+    priority: int = 0
+    visible_at: float = 0.0  # epoch seconds before which it is delayed
     receive_count: int = 0
     first_received_at: float | None = None
     receipt: str | None = None
@@ -39,6 +42,9 @@ class ModelMessage:
 
     def leased(self, now: float) -> bool:
         return self.receipt is not None and now < self.deadline_at
+
+    def delayed(self, now: float) -> bool:
+        return now < self.visible_at
 
 
 class CoreVersusModel(RuleBasedStateMachine):
@@ -70,20 +76,28 @@ class CoreVersusModel(RuleBasedStateMachine):
     @initialize()
     def make_queues(self) -> None:
         for name in QUEUES:
-            self.core.put_queue(name, visibility_timeout=10, max_in_flight=IN_FLIGHT[name], now=self.now)
+            self.core.put_queue(
+                name, visibility_timeout=10, max_in_flight=IN_FLIGHT[name], delay=QUEUE_DELAY[name], now=self.now
+            )
             self.model[name] = {}
 
-    @rule(queue=st.sampled_from(QUEUES), count=st.integers(1, 5))
-    def send(self, queue: str, count: int) -> None:
-        payloads = []
-        for _ in range(count):
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        options=st.lists(
+            st.tuples(st.sampled_from([None, 0.0, 0.5, 2.0]), st.sampled_from([0, 0, -1, 3])), min_size=1, max_size=5
+        ),
+    )
+    def send(self, queue: str, options: list[tuple[float | None, int]]) -> None:
+        outgoing = []
+        for delay, priority in options:
             self.counter += 1
-            payloads.append(Payload(f"m{self.counter}".encode(), "text/plain"))
-        ids = self.core.send_batch(queue, payloads, now=self.now)
-        for message_id, payload in zip(ids, payloads, strict=True):
+            outgoing.append(Outgoing(Payload(f"m{self.counter}".encode(), "text/plain"), delay, priority))
+        ids = self.core.send_batch(queue, outgoing, now=self.now)
+        for message_id, entry in zip(ids, outgoing, strict=True):
             assert message_id not in self.gone
             assert all(message_id not in messages for messages in self.model.values())
-            self.model[queue][message_id] = ModelMessage(payload.data)
+            delay = QUEUE_DELAY[queue] if entry.delay is None else entry.delay
+            self.model[queue][message_id] = ModelMessage(entry.payload.data, entry.priority, self.now + delay)
 
     @rule(
         queue=st.sampled_from(QUEUES),
@@ -98,7 +112,8 @@ class CoreVersusModel(RuleBasedStateMachine):
         room = max_messages
         if IN_FLIGHT[queue]:
             room = min(room, IN_FLIGHT[queue] - sum(m.leased(self.now) for m in messages.values()))
-        expected = sorted(i for i, m in messages.items() if not m.leased(self.now))[:room]
+        visible = [(m.priority, i) for i, m in messages.items() if not m.leased(self.now) and not m.delayed(self.now)]
+        expected = [i for _, i in sorted(visible)][:room]
         assert [lease.id for lease in leases] == expected
         seconds = 10.0 if visibility_timeout is None else visibility_timeout
         for lease in leases:
@@ -195,12 +210,19 @@ class CoreVersusModel(RuleBasedStateMachine):
             stats = self.core.queue_stats(queue, now=self.now)
             messages = self.model[queue]
             leased = {i for i, m in messages.items() if m.leased(self.now)}
-            assert (stats.ready, stats.leased) == (len(messages) - len(leased), len(leased))
+            delayed = {i for i, m in messages.items() if m.delayed(self.now)}
+            assert (stats.ready, stats.leased, stats.delayed) == (
+                len(messages) - len(leased) - len(delayed),
+                len(leased),
+                len(delayed),
+            )
             assert stats.expired == self.expired[queue]
             page = self.core.peek(queue, state=None, limit=1000, after=None, now=self.now)
             assert [v.id for v in page.messages] == sorted(messages)  # each message once, none gone
             for view in page.messages:
                 assert (view.state is State.LEASED) == (view.id in leased)
+                assert (view.state is State.DELAYED) == (view.id in delayed)
+                assert view.priority == messages[view.id].priority
                 assert view.receive_count == messages[view.id].receive_count
                 assert view.first_received_at == messages[view.id].first_received_at
             assert not self.gone & {v.id for v in page.messages}

@@ -28,7 +28,7 @@ from wonderq.config import Settings
 from wonderq.web import create_app
 
 Json = Any
-COUNTERS = ("ready", "leased", "sent", "received", "acked", "expired", "released")
+COUNTERS = ("ready", "leased", "delayed", "sent", "received", "acked", "expired", "released")
 TEXT = "text/plain"
 DEFAULT_VISIBILITY_TIMEOUT = 10.0  # seconds: Settings.default_processing_time, which the test settings keep
 

@@ -45,6 +45,7 @@ async def test_lease_reply_has_every_field(client: Client, autojump_clock: MockC
         "body": "hello",
         "encoding": "text",
         "content_type": TEXT,
+        "priority": 0,
         "receive_count": 1,
         "sent_at": sent_at,
         "first_received_at": wall_now(),
@@ -337,6 +338,7 @@ async def test_concurrent_receivers_never_share_a_message(
     assert await counts(client) == {
         "ready": 0,
         "leased": 50,
+        "delayed": 0,
         "sent": 50,
         "received": 50,
         "acked": 0,

@@ -26,6 +26,7 @@ from tests.test_http import (
     send,
     snapshot,
     stats,
+    wall_now,
 )
 
 BIG = 123_456_789_012_345_678_901_234_567_890  # beyond 64 bits
@@ -201,7 +202,7 @@ async def test_send_creates_the_queue_with_default_attributes(client: Client, au
     await check_error(await client.get(queue_path("new")), 404, "queue_not_found")
     await send(client, "new")
     reply = await stats(client, "new")
-    assert reply["attributes"] == {"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, "max_in_flight": 0}
+    assert reply["attributes"] == {"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, "max_in_flight": 0, "delay": 0.0}
     assert (reply["ready"], reply["sent"]) == (1, 1)
 
 
@@ -276,7 +277,10 @@ def entries_with(index: int, bad: Any, total: int = 4) -> list[Any]:
         (entries_with(2, {"body_base64": "QUJ"}), 400, "invalid_body", "message 2"),
         (entries_with(1, {"body": 1, "body_base64": "QUJD"}), 400, "invalid_parameter", "messages.1"),
         (entries_with(3, {"content_type": TEXT}), 400, "invalid_parameter", "messages.3"),
-        (entries_with(1, {"body": 1, "priority": 5}), 400, "invalid_parameter", "messages.1"),
+        (entries_with(1, {"body": 1, "priority": 2**31}), 400, "invalid_parameter", "message 1"),
+        (entries_with(1, {"body": 1, "priority": 1.5}), 400, "invalid_parameter", "messages.1"),
+        (entries_with(1, {"body": 1, "delay": 901}), 400, "invalid_parameter", "message 1"),
+        (entries_with(1, {"body": 1, "colour": "red"}), 400, "invalid_parameter", "messages.1"),
         (entries_with(1, {"body": 1, "content_type": 5}), 400, "invalid_parameter", "messages.1"),
         (entries_with(0, "just a string"), 400, "invalid_parameter", "messages.0"),
         (entries_with(2, {"body_base64": b64(b"x" * (LIMIT + 1))}), 413, "message_too_large", "message 2"),
@@ -373,3 +377,57 @@ async def test_json_nesting_limit_is_the_same_for_single_and_batch_sends(
     else:
         leases = await receive(client, max=2)
         assert [json.dumps(lease["body"], separators=(",", ":")) for lease in leases] == [nested, nested]
+
+
+async def test_single_send_takes_delay_and_priority_as_query_parameters(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    reply = await client.post(
+        queue_path("q", "/messages?delay=5&priority=-3"), data=b"x", headers={"Content-Type": TEXT}
+    )
+    message_id = (await check(reply, 201))["id"]
+    await send(client, body="plain")
+    (delayed,) = (await peek(client, state="delayed"))["messages"]
+    assert (delayed["id"], delayed["priority"], delayed["visible_at"]) == (message_id, -3, wall_now() + 5)
+    assert [lease["body"] for lease in await receive(client, max=5)] == ["plain"]
+    await trio.sleep(5)
+    (lease,) = await receive(client, max=5)
+    assert (lease["id"], lease["priority"]) == (message_id, -3)
+
+
+@pytest.mark.parametrize(
+    "query", ["delay=901", "delay=-1", "delay=soon", "priority=1.5", "priority=2147483648", "nope=1"]
+)
+async def test_bad_send_options_are_400(client: Client, autojump_clock: MockClock, query: str) -> None:
+    await put_queue(client)
+    reply = await client.post(queue_path("q", f"/messages?{query}"), data=b"x", headers={"Content-Type": TEXT})
+    await check_error(reply, 400, "invalid_parameter")
+    assert (await counts(client))["sent"] == 0
+
+
+async def test_batch_entries_have_their_own_delay_and_priority(client: Client, autojump_clock: MockClock) -> None:
+    await put_queue(client, delay=2)
+    entries = [
+        {"body": "queue-delay"},
+        {"body": "now-low", "delay": 0, "priority": 9},
+        {"body": "now-high", "delay": 0, "priority": -9},
+        {"body": "later", "delay": 10},
+    ]
+    await check(await client.post(queue_path("q", "/messages/batch"), json={"messages": entries}), 201)
+    assert (await counts(client))["delayed"] == 2
+    held = 100  # seconds: no lease ends during the test
+    assert [m["body"] for m in await receive(client, max=10, visibility_timeout=held)] == ["now-high", "now-low"]
+    await trio.sleep(2)
+    assert [m["body"] for m in await receive(client, max=10, visibility_timeout=held)] == ["queue-delay"]
+    await trio.sleep(8)
+    assert [m["body"] for m in await receive(client, max=10, visibility_timeout=held)] == ["later"]
+
+
+async def test_a_long_poll_gets_a_delayed_message_when_its_delay_ends(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    await client.post(queue_path("q", "/messages?delay=3"), data=b"x", headers={"Content-Type": TEXT})
+    started = trio.current_time()
+    (lease,) = await receive(client, wait=20)
+    assert 3 <= trio.current_time() - started <= 3 + 0.11  # within a tick of the delay's end
+    assert lease["body"] == "x"

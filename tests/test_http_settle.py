@@ -206,6 +206,7 @@ async def test_ack_batch_reports_each_receipt(client: Client, autojump_clock: Mo
     assert await counts(client) == {
         "ready": 1,
         "leased": 0,
+        "delayed": 0,
         "sent": 4,
         "received": 3,
         "acked": 3,
@@ -299,6 +300,7 @@ async def test_visibility_timeout_zero_releases_at_once(client: Client, autojump
     assert await counts(client) == {
         "ready": 2,
         "leased": 0,
+        "delayed": 0,
         "sent": 2,
         "received": 1,
         "acked": 0,

@@ -14,7 +14,7 @@ from tests.helpers import limits, text
 from wonderq.core import Core
 from wonderq.errors import StorageFull
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import Payload, State
+from wonderq.model import Outgoing, Payload, State
 from wonderq.store import DB_NAME, SqliteStore, StoreError, backup, message_cost
 
 T0 = 1_000.0
@@ -43,7 +43,17 @@ def everything(core: Core, now: float) -> list[tuple[object, ...]]:
         seen.append((stats,))
         page = core.peek(stats.name, state=None, limit=1000, after=None, now=now)
         seen.extend(
-            (v.id, v.state, v.payload, v.receive_count, v.first_received_at, v.lease_expires_at, v.consumer)
+            (
+                v.id,
+                v.state,
+                v.payload,
+                v.priority,
+                v.visible_at,
+                v.receive_count,
+                v.first_received_at,
+                v.lease_expires_at,
+                v.consumer,
+            )
             for v in page.messages
         )
     return seen
@@ -70,6 +80,10 @@ def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteS
     (acked,) = core.receive("jobs", max_messages=1, visibility_timeout=None, consumer=None, now=T0)
     core.ack("jobs", acked.id, acked.receipt, now=T0)
     core.send("other", text("x"), now=T0)
+    core.put_queue("other", visibility_timeout=None, delay=30, now=T0)
+    core.send_batch(
+        "other", [Outgoing(text("late"), priority=-2), Outgoing(text("later"), delay=60, priority=4)], now=T0
+    )
     before = everything(core, T0)
     restored = reopen(store, core)
     assert everything(restored, T0) == before
@@ -79,6 +93,12 @@ def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteS
         m.payload.data for m in restored.receive("jobs", max_messages=5, visibility_timeout=None, consumer=None, now=T0)
     ] == [b"c"]
     restored.ack("jobs", leased.id, leased.receipt, now=T0 + 99)
+    other = [
+        (m.payload.data, m.priority)
+        for m in restored.receive("other", max_messages=5, visibility_timeout=None, consumer=None, now=T0 + 60)
+    ]
+    assert other == [(b"late", -2), (b"x", 0), (b"later", 4)]  # delays and priorities survived
+    assert restored.queue_stats("other", now=T0 + 60).attributes.delay == 30
     stats = restored.queue_stats("jobs", now=T0 + 99)
     assert (stats.attributes.visibility_timeout, stats.attributes.max_in_flight) == (7, 5)
     assert (stats.sent, stats.acked) == (3, 2)

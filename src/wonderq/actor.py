@@ -38,7 +38,7 @@ from wonderq.commands import (
 )
 from wonderq.core import Core
 from wonderq.errors import ShuttingDown, StorageFull, WonderQError
-from wonderq.model import Changes, Lease, Snapshot
+from wonderq.model import Changes, Lease, Outgoing, Snapshot
 from wonderq.store import message_cost
 
 log = logging.getLogger("wonderq.actor")
@@ -246,7 +246,7 @@ class Actor:
             self._replies.append((command, slot, await self._compact()))
             return
         if isinstance(command, Send) and self._room is not None:
-            need = sum(message_cost(payload) for payload in command.payloads)
+            need = sum(message_cost(m.payload if isinstance(m, Outgoing) else m) for m in command.payloads)
             if need > self._room:  # refused before it touches the core; leases and acks still go through
                 full = StorageFull(f"the store is full (MAX_STORE_BYTES): {need} more bytes do not fit")
                 self._replies.append((command, slot, outcome.Error(full)))

@@ -181,8 +181,10 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
         "receipt": message.receipt,
         **body,
         "content_type": message.content_type,
+        "priority": message.priority,
         "receive_count": message.receive_count,
         "sent_at": message.sent_at,
+        "first_received_at": message.first_received_at,
         "lease_expires_at": message.lease_expires_at,
         "consumer": message.consumer,
     }
@@ -193,8 +195,12 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
 @click.argument("body", required=False)
 @click.option("--content-type", help="Media type of the body.")
 @click.option("--json", "as_json", is_flag=True, help="The body is JSON (--content-type application/json).")
+@click.option("--delay", type=float, help="Seconds before it can be received (0 to 900) [default: the queue's].")
+@click.option("--priority", type=int, help="Lower goes first [default: 0].")
 @_reports_errors
-def send(queue: str, body: str | None, content_type: str | None, as_json: bool) -> None:
+def send(
+    queue: str, body: str | None, content_type: str | None, as_json: bool, delay: float | None, priority: int | None
+) -> None:
     """Send BODY to QUEUE and print the new message's id.
 
     Without BODY, or with BODY `-`, the body is read from stdin as raw bytes (application/octet-stream unless
@@ -205,7 +211,7 @@ def send(queue: str, body: str | None, content_type: str | None, as_json: bool) 
         content_type = "application/json"
     data: str | bytes = sys.stdin.buffer.read() if body is None or body == "-" else body
     with _client() as client:
-        click.echo(client.send(queue, data, content_type))
+        click.echo(client.send(queue, data, content_type, delay=delay, priority=priority))
 
 
 @main.command()

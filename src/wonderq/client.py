@@ -77,6 +77,7 @@ class ReceivedMessage:
     receipt: str  # acknowledges exactly this delivery
     body: Any
     content_type: str
+    priority: int  # lower goes first
     receive_count: int  # 1 on the first delivery; more means the message was redelivered
     sent_at: float  # epoch seconds
     first_received_at: float  # epoch seconds of the first delivery
@@ -86,12 +87,14 @@ class ReceivedMessage:
 
 @dataclass(frozen=True, slots=True)
 class PeekedMessage:
-    """A message as `peek` shows it (never with a receipt). `state` is "ready" or "leased"."""
+    """A message as `peek` shows it (never with a receipt). `state` is "delayed", "ready" or "leased"."""
 
     id: str
     state: str
     body: Any
     content_type: str
+    priority: int
+    visible_at: float | None  # epoch seconds; None unless delayed
     receive_count: int
     sent_at: float  # epoch seconds
     first_received_at: float | None  # epoch seconds; None until first delivered
@@ -228,6 +231,7 @@ def received_message(item: Mapping[str, Any]) -> ReceivedMessage:
         receipt=item["receipt"],
         body=decode_body(item),
         content_type=item["content_type"],
+        priority=item["priority"],
         receive_count=item["receive_count"],
         sent_at=item["sent_at"],
         first_received_at=item["first_received_at"],
@@ -242,6 +246,8 @@ def peeked_message(item: Mapping[str, Any]) -> PeekedMessage:
         state=item["state"],
         body=decode_body(item),
         content_type=item["content_type"],
+        priority=item["priority"],
+        visible_at=item["visible_at"],
         receive_count=item["receive_count"],
         sent_at=item["sent_at"],
         first_received_at=item["first_received_at"],
@@ -259,9 +265,9 @@ def list_queues_call() -> Call[list[dict[str, Any]]]:
 
 
 def create_queue_call(
-    name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None
+    name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None, delay: float | None = None
 ) -> Call[tuple[dict[str, Any], bool]]:
-    given = {"visibility_timeout": visibility_timeout, "max_in_flight": max_in_flight}
+    given = {"visibility_timeout": visibility_timeout, "max_in_flight": max_in_flight, "delay": delay}
     attributes = {key: value for key, value in given.items() if value is not None}
     # 201 means the queue was created; 200 that it existed (and the attributes given were updated).
     return _json_call("PUT", _queue_path(name), lambda r: (_dict(r), r.status_code == 201), attributes)
@@ -279,17 +285,29 @@ def purge_call(name: str) -> Call[int]:
     return Call("POST", _queue_path(name, "purge"), lambda response: int(_dict(response)["purged"]))
 
 
-def send_call(queue: str, body: object, content_type: str | None = None) -> Call[str]:
+def _options(delay: float | None, priority: int | None) -> dict[str, Any]:
+    given = {"delay": delay, "priority": priority}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def send_call(
+    queue: str, body: object, content_type: str | None = None, delay: float | None = None, priority: int | None = None
+) -> Call[str]:
     data, media_type = encode_body(body, content_type)
     path = _queue_path(queue, "messages")
-    return Call("POST", path, lambda r: str(_dict(r)["id"]), content=data, headers={"Content-Type": media_type})
+    params = {key: str(value) for key, value in _options(delay, priority).items()}
+    return Call(
+        "POST", path, lambda r: str(_dict(r)["id"]), params=params, content=data, headers={"Content-Type": media_type}
+    )
 
 
-def send_batch_call(queue: str, bodies: Sequence[object]) -> Call[list[str]]:
+def send_batch_call(
+    queue: str, bodies: Sequence[object], delay: float | None = None, priority: int | None = None
+) -> Call[list[str]]:
     def parse(response: httpx.Response) -> list[str]:
         return [str(message_id) for message_id in _dict(response)["ids"]]
 
-    messages = [batch_entry(body) for body in bodies]
+    messages = [{**batch_entry(body), **_options(delay, priority)} for body in bodies]
     return _json_call("POST", _queue_path(queue, "messages", "batch"), parse, {"messages": messages})
 
 
@@ -456,11 +474,15 @@ class Client(_Base):
         return self._run(list_queues_call())
 
     def create_queue(
-        self, name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None
+        self,
+        name: str,
+        visibility_timeout: float | None = None,
+        max_in_flight: int | None = None,
+        delay: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Create the queue or update the attributes given (`max_in_flight=0` lifts that limit).
         Returns its stats and whether it was created."""
-        return self._run(create_queue_call(name, visibility_timeout, max_in_flight))
+        return self._run(create_queue_call(name, visibility_timeout, max_in_flight, delay))
 
     def get_queue(self, name: str) -> dict[str, Any]:
         return self._run(get_queue_call(name))
@@ -472,13 +494,25 @@ class Client(_Base):
         """Remove every message of the queue. Returns how many were removed."""
         return self._run(purge_call(name))
 
-    def send(self, queue: str, body: object, content_type: str | None = None) -> str:
-        """Send one message (see `encode_body` for how `body` is carried). Returns its id."""
-        return self._run(send_call(queue, body, content_type))
+    def send(
+        self,
+        queue: str,
+        body: object,
+        content_type: str | None = None,
+        *,
+        delay: float | None = None,
+        priority: int | None = None,
+    ) -> str:
+        """Send one message (see `encode_body` for how `body` is carried), visible after `delay` seconds
+        (default: the queue's), delivered by `priority` (lower first). Returns its id."""
+        return self._run(send_call(queue, body, content_type, delay, priority))
 
-    def send_batch(self, queue: str, bodies: Sequence[object]) -> list[str]:
-        """Send all of `bodies` or none (see `batch_entry`). Returns their ids in order."""
-        return self._run(send_batch_call(queue, bodies))
+    def send_batch(
+        self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None
+    ) -> list[str]:
+        """Send all of `bodies` or none (see `batch_entry`), each with `delay` and `priority`. Returns their ids
+        in order."""
+        return self._run(send_batch_call(queue, bodies, delay, priority))
 
     def receive(
         self,
@@ -541,9 +575,13 @@ class AsyncClient(_Base):
         return await self._run(list_queues_call())
 
     async def create_queue(
-        self, name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None
+        self,
+        name: str,
+        visibility_timeout: float | None = None,
+        max_in_flight: int | None = None,
+        delay: float | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        return await self._run(create_queue_call(name, visibility_timeout, max_in_flight))
+        return await self._run(create_queue_call(name, visibility_timeout, max_in_flight, delay))
 
     async def get_queue(self, name: str) -> dict[str, Any]:
         return await self._run(get_queue_call(name))
@@ -554,11 +592,21 @@ class AsyncClient(_Base):
     async def purge(self, name: str) -> int:
         return await self._run(purge_call(name))
 
-    async def send(self, queue: str, body: object, content_type: str | None = None) -> str:
-        return await self._run(send_call(queue, body, content_type))
+    async def send(
+        self,
+        queue: str,
+        body: object,
+        content_type: str | None = None,
+        *,
+        delay: float | None = None,
+        priority: int | None = None,
+    ) -> str:
+        return await self._run(send_call(queue, body, content_type, delay, priority))
 
-    async def send_batch(self, queue: str, bodies: Sequence[object]) -> list[str]:
-        return await self._run(send_batch_call(queue, bodies))
+    async def send_batch(
+        self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None
+    ) -> list[str]:
+        return await self._run(send_batch_call(queue, bodies, delay, priority))
 
     async def receive(
         self,

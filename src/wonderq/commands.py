@@ -13,7 +13,7 @@ from typing import Generic, TypeAlias, TypeVar, assert_never
 
 from wonderq.core import Core
 from wonderq.errors import InvalidParameter
-from wonderq.model import AckReport, Lease, Payload, PeekPage, QueueStats, State
+from wonderq.model import AckReport, Lease, Outgoing, Payload, PeekPage, QueueStats, State
 
 R_co = TypeVar("R_co", covariant=True)  # a command's reply type: a Command[None] is a Command[object]
 
@@ -33,6 +33,7 @@ class PutQueue(Command[tuple[QueueStats, bool]]):
     queue: str
     visibility_timeout: float | None = None
     max_in_flight: int | None = None
+    delay: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class Send(Command[list[str]]):
     """Send one or more messages, all or none. The reply lists their ids in order."""
 
     queue: str
-    payloads: Sequence[Payload]
+    payloads: Sequence[Payload | Outgoing]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +160,10 @@ def check_wait(wait: float) -> float:
 def execute(core: Core, command: AnyCommand, *, now: float) -> object:
     """Apply one command to the core and return its reply. Domain errors propagate as WonderQError."""
     match command:
-        case PutQueue(queue, visibility_timeout, max_in_flight):
-            return core.put_queue(queue, visibility_timeout=visibility_timeout, max_in_flight=max_in_flight, now=now)
+        case PutQueue(queue, visibility_timeout, max_in_flight, delay):
+            return core.put_queue(
+                queue, visibility_timeout=visibility_timeout, max_in_flight=max_in_flight, delay=delay, now=now
+            )
         case DeleteQueue(queue):
             core.delete_queue(queue, now=now)
             return None

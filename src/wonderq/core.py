@@ -5,21 +5,22 @@ receipt tokens come from injected factories, and every rule below is enforced he
 
 Rules
 1. Every state change of a message or a queue happens in this module.
-2. A message is in exactly one state: READY (in its queue's ready heap) or LEASED (with one live receipt and a
+2. A message is in exactly one state: DELAYED (in its queue's delay heap until `visible_at`), READY (in its
+   queue's ready heap, keyed by priority then id) or LEASED (with one live receipt and a
    deadline in its queue's deadline heap). Acked and purged messages no longer exist.
 3. A lease is live while `now < deadline_at`. At `now >= deadline_at` it has expired, whether or not `expire`
    has run yet: every call on a queue first expires that queue's due leases, so no answer depends on a tick.
 4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
    the live lease; anything else fails with LeaseLost (or MessageNotFound) and changes nothing.
-5. READY messages are delivered lowest id first, never more at once than a queue's `max_in_flight` allows.
-   Ids increase in send order, so a message whose lease ended goes out again before newer ones, in its
-   original order.
+5. READY messages are delivered lowest priority first, then lowest id, never more at once than a queue's
+   `max_in_flight` allows. Ids increase in send order, so a message whose lease ended goes out again before
+   newer ones of its priority, in its original order. A DELAYED message becomes READY at `now >= visible_at`.
 6. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
 7. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
    the journal writes (one transaction per actor batch), and `restore` rebuilds the state from them.
 
 Transitions
-    send ──▶ READY ──receive──▶ LEASED ──ack──▶ gone
+    send ──▶ (DELAYED ──visible_at──▶) READY ──receive──▶ LEASED ──ack──▶ gone
                ▲                   │
                └─ expire / release ┘       purge / delete queue: any state ──▶ gone
 
@@ -53,6 +54,7 @@ from wonderq.model import (
     Lease,
     MessageRecord,
     MessageView,
+    Outgoing,
     Payload,
     PeekPage,
     QueueAttributes,
@@ -67,6 +69,8 @@ MAX_VISIBILITY_TIMEOUT = 43_200.0  # seconds (12 hours), as in SQS
 MAX_CONSUMER_CHARS = 200
 MAX_PEEK = 1_000  # messages per peek page
 MAX_IN_FLIGHT = 1_000_000  # the largest max_in_flight a queue may have
+MAX_DELAY = 900.0  # seconds (15 minutes), as in SQS
+PRIORITIES = range(-(2**31), 2**31)  # 32-bit signed: lower goes first
 
 IdFactory = Callable[[float], str]
 """Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
@@ -87,7 +91,9 @@ class _Message:
     id: str
     payload: Payload
     sent_at: float
+    priority: int = 0
     state: State = State.READY
+    visible_at: float | None = None
     receive_count: int = 0
     first_received_at: float | None = None
     receipt: str | None = None
@@ -101,7 +107,9 @@ class _Queue:
     attributes: QueueAttributes
     created_at: float
     messages: dict[str, _Message] = field(default_factory=dict)  # insertion order is send order
-    ready: list[str] = field(default_factory=list)  # heap of message ids
+    ready: list[tuple[int, str]] = field(default_factory=list)  # heap of (priority, message id)
+    delayed: list[tuple[float, str]] = field(default_factory=list)  # heap of (visible_at, message id)
+    delayed_count: int = 0
     deadlines: list[tuple[float, str, str]] = field(default_factory=list)  # heap of (deadline_at, id, receipt)
     leased: int = 0
     sent: int = 0
@@ -125,6 +133,18 @@ def check_visibility_timeout(seconds: float, *, allow_zero: bool = False) -> flo
             f"visibility_timeout must be {low} and at most {MAX_VISIBILITY_TIMEOUT:g} seconds, got {seconds}"
         )
     return float(seconds)
+
+
+def check_delay(seconds: float) -> float:
+    if not 0 <= seconds <= MAX_DELAY:  # also rejects NaN
+        raise InvalidParameter(f"delay must be between 0 and {MAX_DELAY:g} seconds, got {seconds}")
+    return float(seconds)
+
+
+def check_priority(priority: int) -> int:
+    if priority not in PRIORITIES:
+        raise InvalidParameter(f"priority must be a 32-bit signed integer, got {priority}")
+    return priority
 
 
 def split_receipt(receipt: str) -> str:
@@ -153,7 +173,13 @@ class Core:
     # ---- queues -------------------------------------------------------------------------------------
 
     def put_queue(
-        self, name: str, *, visibility_timeout: float | None, max_in_flight: int | None = None, now: float
+        self,
+        name: str,
+        *,
+        visibility_timeout: float | None,
+        max_in_flight: int | None = None,
+        delay: float | None = None,
+        now: float,
     ) -> tuple[QueueStats, bool]:
         """Create the queue, or update the attributes given (None: keep, or the default for a new queue).
         Returns its stats and whether it was created."""
@@ -164,6 +190,8 @@ class Core:
             raise InvalidParameter(
                 f"max_in_flight must be between 0 (no limit) and {MAX_IN_FLIGHT}, got {max_in_flight}"
             )
+        if delay is not None:
+            check_delay(delay)
         queue = self._queues.get(name)
         created = queue is None
         if queue is None:
@@ -173,6 +201,7 @@ class Core:
         queue.attributes = QueueAttributes(
             visibility_timeout=old.visibility_timeout if visibility_timeout is None else visibility_timeout,
             max_in_flight=old.max_in_flight if max_in_flight is None else max_in_flight,
+            delay=old.delay if delay is None else float(delay),
         )
         if created or queue.attributes != old:
             self._touch_queue(queue)
@@ -200,39 +229,57 @@ class Core:
             self._touch(queue, message)
         queue.messages.clear()
         queue.ready.clear()
+        queue.delayed.clear()
+        queue.delayed_count = 0
         queue.deadlines.clear()
         queue.leased = 0
         return removed
 
     # ---- sending ------------------------------------------------------------------------------------
 
-    def send(self, name: str, payload: Payload, *, now: float) -> str:
+    def send(self, name: str, message: Payload | Outgoing, *, now: float) -> str:
         """Append one message, creating the queue with default attributes if needed. Returns its id."""
-        return self.send_batch(name, (payload,), now=now)[0]
+        return self.send_batch(name, (message,), now=now)[0]
 
-    def send_batch(self, name: str, payloads: Sequence[Payload], *, now: float) -> list[str]:
+    def send_batch(self, name: str, messages: Sequence[Payload | Outgoing], *, now: float) -> list[str]:
         """Append all messages or none: every entry is checked before the first is stored."""
         check_queue_name(name)
-        if not payloads:
+        if not messages:
             raise InvalidParameter("a batch needs at least one message")
-        if len(payloads) > self.limits.max_batch:
-            raise BatchTooLarge(f"a batch holds at most {self.limits.max_batch} messages, got {len(payloads)}")
-        for index, payload in enumerate(payloads):
-            where = f"message {index}" if len(payloads) > 1 else "message"
-            if not payload.data:
+        if len(messages) > self.limits.max_batch:
+            raise BatchTooLarge(f"a batch holds at most {self.limits.max_batch} messages, got {len(messages)}")
+        outgoing = [m if isinstance(m, Outgoing) else Outgoing(m) for m in messages]
+        for index, entry in enumerate(outgoing):
+            where = f"message {index}" if len(outgoing) > 1 else "message"
+            data = entry.payload.data
+            if not data:
                 raise EmptyMessage(f"{where}: the body is empty")
-            if len(payload.data) > self.limits.max_message_bytes:
+            if len(data) > self.limits.max_message_bytes:
                 raise MessageTooLarge(
-                    f"{where}: the body is {len(payload.data)} bytes; the limit is {self.limits.max_message_bytes}"
+                    f"{where}: the body is {len(data)} bytes; the limit is {self.limits.max_message_bytes}"
                 )
+            try:
+                if entry.delay is not None:
+                    check_delay(entry.delay)
+                check_priority(entry.priority)
+            except InvalidParameter as error:
+                raise InvalidParameter(f"{where}: {error.message}") from None
         if name not in self._queues:
             self.put_queue(name, visibility_timeout=None, now=now)
         queue = self._queue(name, now)
         ids = []
-        for payload in payloads:
+        for entry in outgoing:
             message_id = self._new_id(now)
-            queue.messages[message_id] = _Message(id=message_id, payload=payload, sent_at=now)
-            heapq.heappush(queue.ready, message_id)
+            delay = queue.attributes.delay if entry.delay is None else entry.delay
+            message = _Message(id=message_id, payload=entry.payload, sent_at=now, priority=entry.priority)
+            queue.messages[message_id] = message
+            if delay > 0:
+                message.state = State.DELAYED
+                message.visible_at = now + delay
+                heapq.heappush(queue.delayed, (message.visible_at, message_id))
+                queue.delayed_count += 1
+            else:
+                heapq.heappush(queue.ready, (entry.priority, message_id))
             ids.append(message_id)
             if self._track:
                 self._dirty_messages[message_id] = (name, True)
@@ -266,7 +313,7 @@ class Core:
         max_messages = min(max_messages, self._room_in_flight(queue))
         leases: list[Lease] = []
         while queue.ready and len(leases) < max_messages:
-            message = queue.messages.get(heapq.heappop(queue.ready))
+            message = queue.messages.get(heapq.heappop(queue.ready)[1])
             if message is None or message.state is not State.READY:
                 continue  # stale entry: the message was purged
             message.state = State.LEASED
@@ -291,7 +338,7 @@ class Core:
         if not self._room_in_flight(queue):
             return False
         while queue.ready:
-            message = queue.messages.get(queue.ready[0])
+            message = queue.messages.get(queue.ready[0][1])
             if message is not None and message.state is State.READY:
                 return True
             heapq.heappop(queue.ready)
@@ -360,8 +407,9 @@ class Core:
             queue.received -= 1
 
     def expire(self, *, now: float) -> int:
-        """Release every lease whose deadline has come, in all queues. Returns how many were released."""
-        return sum(self._expire_queue(queue, now) for queue in self._queues.values())
+        """Release every lease whose deadline has come, and make ready every message whose delay has passed,
+        in all queues. Returns how many leases were released."""
+        return sum(self._advance(queue, now) for queue in self._queues.values())
 
     # ---- looking without touching -------------------------------------------------------------------
 
@@ -381,6 +429,8 @@ class Core:
                     id=message.id,
                     state=message.state,
                     payload=message.payload,
+                    priority=message.priority,
+                    visible_at=message.visible_at,
                     receive_count=message.receive_count,
                     sent_at=message.sent_at,
                     first_received_at=message.first_received_at,
@@ -435,7 +485,9 @@ class Core:
             self._queues[record.name] = _Queue(
                 name=record.name,
                 attributes=QueueAttributes(
-                    visibility_timeout=record.visibility_timeout, max_in_flight=record.max_in_flight
+                    visibility_timeout=record.visibility_timeout,
+                    max_in_flight=record.max_in_flight,
+                    delay=record.delay,
                 ),
                 created_at=record.created_at,
                 sent=record.sent,
@@ -454,6 +506,7 @@ class Core:
                 id=item.id,
                 payload=item.payload,
                 sent_at=item.sent_at,
+                priority=item.priority,
                 receive_count=item.receive_count,
                 first_received_at=item.first_received_at,
             )
@@ -464,11 +517,18 @@ class Core:
                 message.consumer = item.consumer
                 queue.deadlines.append((item.deadline_at, item.id, item.receipt))
                 queue.leased += 1
+            elif item.visible_at is not None:
+                message.state = State.DELAYED
+                message.visible_at = item.visible_at
+                queue.delayed.append((item.visible_at, item.id))
+                queue.delayed_count += 1
             else:
-                queue.ready.append(item.id)  # ids ascending: already a valid heap
+                queue.ready.append((item.priority, item.id))
             queue.messages[item.id] = message
         for queue in self._queues.values():
             heapq.heapify(queue.deadlines)
+            heapq.heapify(queue.delayed)
+            heapq.heapify(queue.ready)
         self._last_id = snapshot.last_id
         self._dirty_messages = {}
         self._dirty_queues = set()
@@ -480,7 +540,7 @@ class Core:
         if queue is None:
             check_queue_name(name)
             raise QueueNotFound(f"queue {name!r} does not exist")
-        self._expire_queue(queue, now)
+        self._advance(queue, now)
         return queue
 
     def _live_lease(self, queue: _Queue, message_id: str, receipt: str | None) -> _Message:
@@ -504,7 +564,7 @@ class Core:
         message.deadline_at = None
         message.consumer = None
         queue.leased -= 1
-        heapq.heappush(queue.ready, message.id)
+        heapq.heappush(queue.ready, (message.priority, message.id))
         self._touch(queue, message)
         self._touch_queue(queue)  # its counters change with every caller of this
 
@@ -516,7 +576,20 @@ class Core:
         if self._track:
             self._dirty_queues.add(queue.name)
 
-    def _expire_queue(self, queue: _Queue, now: float) -> int:
+    def _advance(self, queue: _Queue, now: float) -> int:
+        """Apply every time-driven transition that is due: delays that passed, then leases that ended.
+        Returns how many leases ended."""
+        delayed = queue.delayed
+        while delayed and delayed[0][0] <= now:
+            visible_at, message_id = heapq.heappop(delayed)
+            message = queue.messages.get(message_id)
+            if message is None or message.state is not State.DELAYED or message.visible_at != visible_at:
+                continue  # stale: purged since
+            message.state = State.READY
+            message.visible_at = None
+            queue.delayed_count -= 1
+            heapq.heappush(queue.ready, (message.priority, message.id))
+            self._touch(queue, message)
         expired = 0
         deadlines = queue.deadlines
         while deadlines and deadlines[0][0] <= now:
@@ -534,8 +607,9 @@ class Core:
             name=queue.name,
             attributes=queue.attributes,
             created_at=queue.created_at,
-            ready=len(queue.messages) - queue.leased,
+            ready=len(queue.messages) - queue.leased - queue.delayed_count,
             leased=queue.leased,
+            delayed=queue.delayed_count,
             sent=queue.sent,
             received=queue.received,
             acked=queue.acked,
@@ -549,7 +623,9 @@ def _record(queue: str, message: _Message) -> MessageRecord:
         id=message.id,
         queue=queue,
         payload=message.payload,
+        priority=message.priority,
         sent_at=message.sent_at,
+        visible_at=message.visible_at,
         receive_count=message.receive_count,
         first_received_at=message.first_received_at,
         receipt=message.receipt,
@@ -563,6 +639,7 @@ def _queue_record(queue: _Queue) -> QueueRecord:
         name=queue.name,
         visibility_timeout=queue.attributes.visibility_timeout,
         max_in_flight=queue.attributes.max_in_flight,
+        delay=queue.attributes.delay,
         created_at=queue.created_at,
         sent=queue.sent,
         received=queue.received,
@@ -580,6 +657,7 @@ def _lease(message: _Message) -> Lease:
         id=message.id,
         receipt=message.receipt,
         payload=message.payload,
+        priority=message.priority,
         receive_count=message.receive_count,
         sent_at=message.sent_at,
         first_received_at=message.first_received_at,

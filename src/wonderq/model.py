@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 
 class State(enum.Enum):
+    DELAYED = "delayed"  # sent with a delay that has not passed yet
     READY = "ready"
     LEASED = "leased"
 
@@ -24,12 +25,22 @@ class Payload:
 
 
 @dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send, with its delivery options."""
+
+    payload: Payload
+    delay: float | None = None  # seconds before it can be received; None: the queue's `delay`
+    priority: int = 0  # lower goes first; equal priorities go in send order
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """One delivery of a message to a consumer: the receipt acknowledges exactly this delivery."""
 
     id: str
     receipt: str
     payload: Payload
+    priority: int
     receive_count: int
     sent_at: float  # epoch seconds
     first_received_at: float  # epoch seconds of the first delivery (this one, when receive_count is 1)
@@ -44,6 +55,8 @@ class MessageView:
     id: str
     state: State
     payload: Payload
+    priority: int
+    visible_at: float | None  # epoch seconds; None unless delayed
     receive_count: int
     sent_at: float  # epoch seconds
     first_received_at: float | None  # epoch seconds; None until first delivered
@@ -61,6 +74,7 @@ class PeekPage:
 class QueueAttributes:
     visibility_timeout: float  # seconds a receive leases a message for, unless the receive says otherwise
     max_in_flight: int = 0  # most messages leased at once; receives beyond it get nothing; 0: no limit
+    delay: float = 0.0  # seconds a new message waits before it can be received, unless its send says otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,7 @@ class QueueStats:
     created_at: float  # epoch seconds
     ready: int
     leased: int
+    delayed: int
     sent: int  # totals since the queue was created
     received: int
     acked: int
@@ -98,6 +113,7 @@ class QueueRecord:
     name: str
     visibility_timeout: float  # seconds
     max_in_flight: int  # 0: no limit
+    delay: float  # seconds
     created_at: float  # epoch seconds
     sent: int
     received: int
@@ -113,7 +129,9 @@ class MessageRecord:
     id: str
     queue: str
     payload: Payload
+    priority: int
     sent_at: float  # epoch seconds
+    visible_at: float | None  # epoch seconds; None unless delayed
     receive_count: int
     first_received_at: float | None  # epoch seconds; None until first delivered
     receipt: str | None  # None unless leased

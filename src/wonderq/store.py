@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS queues (
     name TEXT PRIMARY KEY,
     visibility_timeout REAL NOT NULL,
     max_in_flight INTEGER NOT NULL,
+    delay REAL NOT NULL,
     created_at REAL NOT NULL,
     sent INTEGER NOT NULL,
     received INTEGER NOT NULL,
@@ -52,7 +53,9 @@ CREATE TABLE IF NOT EXISTS messages (
     queue TEXT NOT NULL,
     body BLOB NOT NULL,
     content_type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
     sent_at REAL NOT NULL,
+    visible_at REAL,
     receive_count INTEGER NOT NULL,
     first_received_at REAL,
     receipt TEXT,
@@ -121,8 +124,8 @@ class SqliteStore:
         queues = tuple(
             QueueRecord(*row)
             for row in self._db.execute(
-                "SELECT name, visibility_timeout, max_in_flight, created_at, sent, received, acked, expired, released"
-                " FROM queues"
+                "SELECT name, visibility_timeout, max_in_flight, delay, created_at, sent, received, acked, expired,"
+                " released FROM queues"
             )
         )
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
@@ -131,15 +134,19 @@ class SqliteStore:
     def _messages(self) -> Iterator[MessageRecord]:
         media_types: dict[str, str] = {}  # one string per content type, not one per message
         rows = self._db.execute(
-            "SELECT id, queue, body, content_type, sent_at, receive_count, first_received_at, receipt, deadline_at,"
-            " consumer FROM messages ORDER BY id"
+            "SELECT id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at,"
+            " receipt, deadline_at, consumer FROM messages ORDER BY id"
         )
-        for number, queue, body, media_type, sent_at, receive_count, first, receipt, deadline_at, consumer in rows:
+        for row in rows:
+            number, queue, body, media_type, priority, sent_at, visible_at, receive_count, first = row[:9]
+            receipt, deadline_at, consumer = row[9:]
             yield MessageRecord(
                 format(number, ID_FORMAT),
                 queue,
                 Payload(body, media_types.setdefault(media_type, media_type)),
+                priority,
                 sent_at,
+                visible_at,
                 receive_count,
                 first,
                 receipt,
@@ -156,14 +163,16 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
             db.executemany(
-                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         int(m.id, 16),
                         m.queue,
                         m.payload.data,
                         m.payload.content_type,
+                        m.priority,
                         m.sent_at,
+                        m.visible_at,
                         m.receive_count,
                         m.first_received_at,
                         m.receipt,
@@ -174,21 +183,30 @@ class SqliteStore:
                 ),
             )
             db.executemany(
-                "UPDATE messages SET receive_count = ?, first_received_at = ?, receipt = ?, deadline_at = ?,"
-                " consumer = ? WHERE id = ?",
+                "UPDATE messages SET visible_at = ?, receive_count = ?, first_received_at = ?, receipt = ?,"
+                " deadline_at = ?, consumer = ? WHERE id = ?",
                 (
-                    (m.receive_count, m.first_received_at, m.receipt, m.deadline_at, m.consumer, int(m.id, 16))
+                    (
+                        m.visible_at,
+                        m.receive_count,
+                        m.first_received_at,
+                        m.receipt,
+                        m.deadline_at,
+                        m.consumer,
+                        int(m.id, 16),
+                    )
                     for m in changes.updated_messages
                 ),
             )
             db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
             db.executemany(
-                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         q.name,
                         q.visibility_timeout,
                         q.max_in_flight,
+                        q.delay,
                         q.created_at,
                         q.sent,
                         q.received,

@@ -47,7 +47,7 @@ from wonderq.errors import (
     RouteNotFound,
     WonderQError,
 )
-from wonderq.model import Lease, MessageView, Payload, QueueStats, State
+from wonderq.model import Lease, MessageView, Outgoing, Payload, QueueStats, State
 
 log = logging.getLogger("wonderq.web")
 
@@ -115,6 +115,14 @@ class _Strict(BaseModel):
 class QueueAttributesIn(_Strict):
     visibility_timeout: float | None = None
     max_in_flight: int | None = None
+    delay: float | None = None
+
+
+class SendParamsIn(_Strict):
+    """Options of a single send, as query parameters."""
+
+    delay: float | None = None
+    priority: int = 0
 
 
 class ReceiveIn(_Strict):
@@ -128,6 +136,8 @@ class BatchEntryIn(_Strict):
     body: JsonValue = None
     body_base64: str | None = None
     content_type: str | None = None
+    delay: float | None = None
+    priority: int = 0
 
     @model_validator(mode="after")
     def _one_body(self) -> BatchEntryIn:
@@ -199,10 +209,12 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
         "attributes": {
             "visibility_timeout": stats.attributes.visibility_timeout,
             "max_in_flight": stats.attributes.max_in_flight,
+            "delay": stats.attributes.delay,
         },
         "created_at": stats.created_at,
         "ready": stats.ready,
         "leased": stats.leased,
+        "delayed": stats.delayed,
         "sent": stats.sent,
         "received": stats.received,
         "acked": stats.acked,
@@ -217,6 +229,7 @@ def render_lease(lease: Lease) -> dict[str, Any]:
         "receipt": lease.receipt,
         **render_body(lease.payload),
         "content_type": lease.payload.content_type,
+        "priority": lease.priority,
         "receive_count": lease.receive_count,
         "sent_at": lease.sent_at,
         "first_received_at": lease.first_received_at,
@@ -231,6 +244,8 @@ def render_view(view: MessageView) -> dict[str, Any]:
         "state": view.state.value,
         **render_body(view.payload),
         "content_type": view.payload.content_type,
+        "priority": view.priority,
+        "visible_at": view.visible_at,
         "receive_count": view.receive_count,
         "sent_at": view.sent_at,
         "first_received_at": view.first_received_at,
@@ -345,7 +360,9 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     async def put_queue(name: str) -> Response:
         check_queue_name(name)
         attributes = await read_json(QueueAttributesIn, required=False)
-        stats, created = await handle.ask(PutQueue(name, attributes.visibility_timeout, attributes.max_in_flight))
+        stats, created = await handle.ask(
+            PutQueue(name, attributes.visibility_timeout, attributes.max_in_flight, attributes.delay)
+        )
         return json_response(render_stats(stats), 201 if created else 200)
 
     @app.get("/v1/queues/<name>")
@@ -366,16 +383,20 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     @app.post("/v1/queues/<name>/messages")
     async def send(name: str) -> Response:
         check_queue_name(name)
+        options = from_query(SendParamsIn)
         payload = await read_message_body()
-        ids = await handle.ask(Send(name, (payload,)))
+        ids = await handle.ask(Send(name, (Outgoing(payload, options.delay, options.priority),)))
         return json_response({"id": ids[0]}, 201)
 
     @app.post("/v1/queues/<name>/messages/batch")
     async def send_batch(name: str) -> Response:
         check_queue_name(name)
         batch = await read_json(BatchIn, required=True)
-        payloads = [_entry_payload(index, entry) for index, entry in enumerate(batch.messages)]
-        return json_response({"ids": await handle.ask(Send(name, payloads))}, 201)
+        messages = [
+            Outgoing(_entry_payload(index, entry), entry.delay, entry.priority)
+            for index, entry in enumerate(batch.messages)
+        ]
+        return json_response({"ids": await handle.ask(Send(name, messages))}, 201)
 
     @app.post("/v1/queues/<name>/receive")
     async def receive(name: str) -> Response:
