@@ -101,13 +101,63 @@ class _Message:
     consumer: str | None = None
 
 
+class _ReadyHeap:
+    """READY message ids in (priority, id) order, without a tuple per message: a heap of ids per priority, and
+    a heap of the priorities in use (most queues use one). Entries of messages that left READY by purge stay
+    until popped; callers check the message's state."""
+
+    __slots__ = ("_by_priority", "_priorities")
+
+    def __init__(self) -> None:
+        self._by_priority: dict[int, list[str]] = {}
+        self._priorities: list[int] = []
+
+    def push(self, priority: int, message_id: str) -> None:
+        ids = self._by_priority.get(priority)
+        if ids is None:
+            self._by_priority[priority] = [message_id]
+            heapq.heappush(self._priorities, priority)
+        else:
+            heapq.heappush(ids, message_id)
+
+    def peek(self) -> str | None:
+        while self._priorities:
+            ids = self._by_priority[self._priorities[0]]
+            if ids:
+                return ids[0]
+            del self._by_priority[heapq.heappop(self._priorities)]
+        return None
+
+    def pop(self) -> str | None:
+        if self.peek() is None:
+            return None
+        return heapq.heappop(self._by_priority[self._priorities[0]])
+
+    def clear(self) -> None:
+        self._by_priority.clear()
+        self._priorities.clear()
+
+    def append_in_order(self, priority: int, message_id: str) -> None:
+        """Add an id larger than every id added so far (as when loading in id order): each id list stays a
+        valid heap without a sift. Call `reorder` once after the last one."""
+        ids = self._by_priority.get(priority)
+        if ids is None:
+            self._by_priority[priority] = [message_id]
+        else:
+            ids.append(message_id)
+
+    def reorder(self) -> None:
+        self._priorities = list(self._by_priority)
+        heapq.heapify(self._priorities)
+
+
 @dataclass(slots=True)
 class _Queue:
     name: str
     attributes: QueueAttributes
     created_at: float
     messages: dict[str, _Message] = field(default_factory=dict)  # insertion order is send order
-    ready: list[tuple[int, str]] = field(default_factory=list)  # heap of (priority, message id)
+    ready: _ReadyHeap = field(default_factory=_ReadyHeap)
     delayed: list[tuple[float, str]] = field(default_factory=list)  # heap of (visible_at, message id)
     delayed_count: int = 0
     deadlines: list[tuple[float, str, str]] = field(default_factory=list)  # heap of (deadline_at, id, receipt)
@@ -279,7 +329,7 @@ class Core:
                 heapq.heappush(queue.delayed, (message.visible_at, message_id))
                 queue.delayed_count += 1
             else:
-                heapq.heappush(queue.ready, (entry.priority, message_id))
+                queue.ready.push(entry.priority, message_id)
             ids.append(message_id)
             if self._track:
                 self._dirty_messages[message_id] = (name, True)
@@ -312,8 +362,8 @@ class Core:
         deadline_at = now + visibility_timeout
         max_messages = min(max_messages, self._room_in_flight(queue))
         leases: list[Lease] = []
-        while queue.ready and len(leases) < max_messages:
-            message = queue.messages.get(heapq.heappop(queue.ready)[1])
+        while len(leases) < max_messages and (message_id := queue.ready.pop()) is not None:
+            message = queue.messages.get(message_id)
             if message is None or message.state is not State.READY:
                 continue  # stale entry: the message was purged
             message.state = State.LEASED
@@ -337,11 +387,11 @@ class Core:
         queue = self._queue(name, now)
         if not self._room_in_flight(queue):
             return False
-        while queue.ready:
-            message = queue.messages.get(queue.ready[0][1])
+        while (message_id := queue.ready.peek()) is not None:
+            message = queue.messages.get(message_id)
             if message is not None and message.state is State.READY:
                 return True
-            heapq.heappop(queue.ready)
+            queue.ready.pop()
         return False
 
     # ---- settling leases ----------------------------------------------------------------------------
@@ -523,12 +573,12 @@ class Core:
                 queue.delayed.append((item.visible_at, item.id))
                 queue.delayed_count += 1
             else:
-                queue.ready.append((item.priority, item.id))
+                queue.ready.append_in_order(item.priority, item.id)
             queue.messages[item.id] = message
         for queue in self._queues.values():
             heapq.heapify(queue.deadlines)
             heapq.heapify(queue.delayed)
-            heapq.heapify(queue.ready)
+            queue.ready.reorder()
         self._last_id = snapshot.last_id
         self._dirty_messages = {}
         self._dirty_queues = set()
@@ -564,7 +614,7 @@ class Core:
         message.deadline_at = None
         message.consumer = None
         queue.leased -= 1
-        heapq.heappush(queue.ready, (message.priority, message.id))
+        queue.ready.push(message.priority, message.id)
         self._touch(queue, message)
         self._touch_queue(queue)  # its counters change with every caller of this
 
@@ -588,7 +638,7 @@ class Core:
             message.state = State.READY
             message.visible_at = None
             queue.delayed_count -= 1
-            heapq.heappush(queue.ready, (message.priority, message.id))
+            queue.ready.push(message.priority, message.id)
             self._touch(queue, message)
         expired = 0
         deadlines = queue.deadlines

@@ -137,9 +137,20 @@ class SqliteStore:
             "SELECT id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at,"
             " receipt, deadline_at, consumer FROM messages ORDER BY id"
         )
-        for row in rows:
-            number, queue, body, media_type, priority, sent_at, visible_at, receive_count, first = row[:9]
-            receipt, deadline_at, consumer = row[9:]
+        for (
+            number,
+            queue,
+            body,
+            media_type,
+            priority,
+            sent_at,
+            visible_at,
+            receive_count,
+            first_received_at,
+            receipt,
+            deadline_at,
+            consumer,
+        ) in rows:
             yield MessageRecord(
                 format(number, ID_FORMAT),
                 queue,
@@ -148,7 +159,7 @@ class SqliteStore:
                 sent_at,
                 visible_at,
                 receive_count,
-                first,
+                first_received_at,
                 receipt,
                 deadline_at,
                 consumer,
