@@ -241,6 +241,13 @@ async def test_send_options_reach_the_broker(api: AsyncClient, queue: str) -> No
     ]
 
 
+async def test_idempotency_key(api: AsyncClient, queue: str) -> None:
+    first = await api.send(queue, "charge", idempotency_key="charge-1")
+    assert await api.send(queue, "charge", idempotency_key="charge-1") == first
+    assert await api.send(queue, "charge", idempotency_key="charge-2") != first
+    assert (await api.get_queue(queue))["sent"] == 2
+
+
 async def test_ack_settles_exactly_one_delivery(api: AsyncClient, queue: str) -> None:
     await api.send(queue, "job")
     (first,) = await api.receive(queue)

@@ -674,3 +674,53 @@ def test_purge_removes_delayed_messages_too() -> None:
     assert core.purge("q", now=T0) == 1
     assert core.queue_stats("q", now=T0 + 60).delayed == 0
     assert bodies(core, now=T0 + 60) == []
+
+
+# ---- deduplication -----------------------------------------------------------------------------------------
+
+
+def test_a_repeated_dedup_id_returns_the_first_id_within_the_window() -> None:
+    core = make_core()
+    first = core.send("q", Outgoing(text("x"), dedup_id="order-7"), now=T0)
+    assert core.send("q", Outgoing(text("retry"), dedup_id="order-7"), now=T0 + 299.999) == first
+    stats = core.queue_stats("q", now=T0 + 299.999)
+    assert (stats.sent, stats.ready) == (1, 1)
+    second = core.send("q", Outgoing(text("again"), dedup_id="order-7"), now=T0 + 300)  # the window has passed
+    assert second != first
+    assert core.queue_stats("q", now=T0 + 300).sent == 2
+
+
+def test_dedup_ids_are_per_queue_and_hold_even_after_the_message_is_gone() -> None:
+    core = make_core()
+    first = core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0)
+    other = core.send("other", Outgoing(text("x"), dedup_id="k"), now=T0)
+    assert other != first
+    lease = receive_one(core, now=T0)
+    core.ack("q", lease.id, lease.receipt, now=T0)
+    assert core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0 + 1) == first
+    assert core.queue_stats("q", now=T0 + 1).ready == 0
+
+
+def test_repeats_within_one_batch_are_stored_once() -> None:
+    core = make_core()
+    ids = core.send_batch(
+        "q", [Outgoing(text("a"), dedup_id="1"), Outgoing(text("a again"), dedup_id="1"), text("b")], now=T0
+    )
+    assert ids[0] == ids[1] != ids[2]
+    assert bodies(core, now=T0, max_messages=5) == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("dedup_id", ["", "x" * 129, "has space", "tab\t", "é"])
+def test_bad_dedup_ids_fail_the_whole_batch(dedup_id: str) -> None:
+    core = make_core()
+    with pytest.raises(InvalidParameter, match="message 1: a dedup id"):
+        core.send_batch("q", [text("ok"), Outgoing(text("x"), dedup_id=dedup_id)], now=T0)
+    assert core.list_queues(now=T0) == []
+    core.send("q", Outgoing(text("x"), dedup_id="~" * 128), now=T0)  # the longest allowed
+
+
+def test_deleting_a_queue_forgets_its_dedup_ids() -> None:
+    core = make_core()
+    first = core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0)
+    core.delete_queue("q", now=T0)
+    assert core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0) != first

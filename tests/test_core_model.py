@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.helpers import limits
-from wonderq.core import Core
+from wonderq.core import DEDUP_WINDOW, Core
 from wonderq.errors import LeaseLost, MessageNotFound
 from wonderq.ids import TimeOrderedIds
 from wonderq.model import Outgoing, Payload, State
@@ -60,6 +60,7 @@ class CoreVersusModel(RuleBasedStateMachine):
         self.receipts: list[tuple[str, str, str]] = []  # (queue, id, receipt) of every delivery ever
         self.counter = 0
         self.expired = dict.fromkeys(QUEUES, 0)
+        self.dedup: dict[str, dict[str, tuple[str, float]]] = {name: {} for name in QUEUES}  # key -> (id, until)
 
     def new_core(self, floor: str | None) -> Core:
         return Core(
@@ -84,20 +85,33 @@ class CoreVersusModel(RuleBasedStateMachine):
     @rule(
         queue=st.sampled_from(QUEUES),
         options=st.lists(
-            st.tuples(st.sampled_from([None, 0.0, 0.5, 2.0]), st.sampled_from([0, 0, -1, 3])), min_size=1, max_size=5
+            st.tuples(
+                st.sampled_from([None, 0.0, 0.5, 2.0]),
+                st.sampled_from([0, 0, -1, 3]),
+                st.sampled_from([None, None, "d1", "d2"]),
+            ),
+            min_size=1,
+            max_size=5,
         ),
     )
-    def send(self, queue: str, options: list[tuple[float | None, int]]) -> None:
+    def send(self, queue: str, options: list[tuple[float | None, int, str | None]]) -> None:
         outgoing = []
-        for delay, priority in options:
+        for delay, priority, dedup_id in options:
             self.counter += 1
-            outgoing.append(Outgoing(Payload(f"m{self.counter}".encode(), "text/plain"), delay, priority))
+            outgoing.append(Outgoing(Payload(f"m{self.counter}".encode(), "text/plain"), delay, priority, dedup_id))
         ids = self.core.send_batch(queue, outgoing, now=self.now)
+        remembered = self.dedup[queue]
         for message_id, entry in zip(ids, outgoing, strict=True):
+            key = entry.dedup_id
+            if key is not None and key in remembered and self.now < remembered[key][1]:
+                assert message_id == remembered[key][0]  # a repeat: nothing new stored
+                continue
             assert message_id not in self.gone
             assert all(message_id not in messages for messages in self.model.values())
             delay = QUEUE_DELAY[queue] if entry.delay is None else entry.delay
             self.model[queue][message_id] = ModelMessage(entry.payload.data, entry.priority, self.now + delay)
+            if key is not None:
+                remembered[key] = (message_id, self.now + DEDUP_WINDOW)
 
     @rule(
         queue=st.sampled_from(QUEUES),
@@ -177,7 +191,7 @@ class CoreVersusModel(RuleBasedStateMachine):
         self.gone.update(self.model[queue])
         self.model[queue] = {}
 
-    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 2.5, 10.0]))
+    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 2.5, 10.0, 300.0]))
     def advance(self, seconds: float) -> None:
         self.now += seconds
         for queue, messages in self.model.items():

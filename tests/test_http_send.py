@@ -431,3 +431,29 @@ async def test_a_long_poll_gets_a_delayed_message_when_its_delay_ends(
     (lease,) = await receive(client, wait=20)
     assert 3 <= trio.current_time() - started <= 3 + 0.11  # within a tick of the delay's end
     assert lease["body"] == "x"
+
+
+async def test_an_idempotency_key_makes_a_retried_send_return_the_first_id(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    headers = {"Content-Type": TEXT, "Idempotency-Key": "charge-42"}
+    first = (await check(await client.post(queue_path("q", "/messages"), data=b"x", headers=headers), 201))["id"]
+    await trio.sleep(299)
+    retry = await client.post(queue_path("q", "/messages"), data=b"x", headers=headers)
+    assert (await check(retry, 201))["id"] == first
+    assert (await counts(client))["sent"] == 1
+    await trio.sleep(1)  # 300 s after the first: a new message
+    later = await client.post(queue_path("q", "/messages"), data=b"x", headers=headers)
+    assert (await check(later, 201))["id"] != first
+    bad = await client.post(queue_path("q", "/messages"), data=b"x", headers={**headers, "Idempotency-Key": "a b"})
+    await check_error(bad, 400, "invalid_parameter")
+
+
+async def test_batch_entries_deduplicate_by_dedup_id(client: Client, autojump_clock: MockClock) -> None:
+    entries = [{"body": 1, "dedup_id": "a"}, {"body": 2, "dedup_id": "b"}, {"body": 3, "dedup_id": "a"}]
+    ids = (await check(await client.post(queue_path("q", "/messages/batch"), json={"messages": entries}), 201))["ids"]
+    assert ids[0] == ids[2] != ids[1]
+    again = [{"body": 4, "dedup_id": "b"}, {"body": 5}]
+    more = (await check(await client.post(queue_path("q", "/messages/batch"), json={"messages": again}), 201))["ids"]
+    assert more[0] == ids[1]
+    assert [m["body"] for m in await receive(client, max=10)] == [1, 2, 5]

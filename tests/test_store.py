@@ -273,3 +273,20 @@ def test_backup_is_a_consistent_copy_while_the_store_is_open(store: SqliteStore,
         backup(store.data_dir, copy_dir / DB_NAME)
     with pytest.raises(StoreError, match="no WonderQ store"):
         backup(tmp_path / "nothing", tmp_path / "x.db")
+
+
+def test_dedup_ids_survive_a_restart_and_expire_from_the_store(store: SqliteStore) -> None:
+    core = journaled_core()
+    first = core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0)
+    core.send("gone", Outgoing(text("x"), dedup_id="k"), now=T0)
+    store.commit(core.drain_changes())
+    core.delete_queue("gone", now=T0)
+    restored = reopen(store, core)
+    assert restored.send("q", Outgoing(text("retry"), dedup_id="k"), now=T0 + 10) == first
+    assert restored.queue_stats("q", now=T0 + 10).sent == 1
+    assert [d.queue for d in store.load().dedup] == ["q"]  # the deleted queue's ids went with it
+    assert restored.expire(now=T0 + 300) == 0
+    changes = restored.drain_changes()
+    assert changes.dedup_expired == (("q", "k"),)
+    store.commit(changes)
+    assert store.load().dedup == ()

@@ -291,14 +291,20 @@ def _options(delay: float | None, priority: int | None) -> dict[str, Any]:
 
 
 def send_call(
-    queue: str, body: object, content_type: str | None = None, delay: float | None = None, priority: int | None = None
+    queue: str,
+    body: object,
+    content_type: str | None = None,
+    delay: float | None = None,
+    priority: int | None = None,
+    idempotency_key: str | None = None,
 ) -> Call[str]:
     data, media_type = encode_body(body, content_type)
     path = _queue_path(queue, "messages")
     params = {key: str(value) for key, value in _options(delay, priority).items()}
-    return Call(
-        "POST", path, lambda r: str(_dict(r)["id"]), params=params, content=data, headers={"Content-Type": media_type}
-    )
+    headers = {"Content-Type": media_type}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    return Call("POST", path, lambda r: str(_dict(r)["id"]), params=params, content=data, headers=headers)
 
 
 def send_batch_call(
@@ -502,10 +508,12 @@ class Client(_Base):
         *,
         delay: float | None = None,
         priority: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send one message (see `encode_body` for how `body` is carried), visible after `delay` seconds
-        (default: the queue's), delivered by `priority` (lower first). Returns its id."""
-        return self._run(send_call(queue, body, content_type, delay, priority))
+        (default: the queue's), delivered by `priority` (lower first). With `idempotency_key`, a retry within
+        5 minutes stores nothing new and returns the first id. Returns its id."""
+        return self._run(send_call(queue, body, content_type, delay, priority, idempotency_key))
 
     def send_batch(
         self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None
@@ -600,8 +608,9 @@ class AsyncClient(_Base):
         *,
         delay: float | None = None,
         priority: int | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
-        return await self._run(send_call(queue, body, content_type, delay, priority))
+        return await self._run(send_call(queue, body, content_type, delay, priority, idempotency_key))
 
     async def send_batch(
         self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None

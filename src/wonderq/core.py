@@ -15,8 +15,10 @@ Rules
 5. READY messages are delivered lowest priority first, then lowest id, never more at once than a queue's
    `max_in_flight` allows. Ids increase in send order, so a message whose lease ended goes out again before
    newer ones of its priority, in its original order. A DELAYED message becomes READY at `now >= visible_at`.
-6. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
-7. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
+6. A send whose dedup id was used on the same queue within DEDUP_WINDOW seconds stores nothing and answers
+   with the first send's id (even if that message is gone since).
+7. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
+8. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
    the journal writes (one transaction per actor batch), and `restore` rebuilds the state from them.
 
 Transitions
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +54,7 @@ from wonderq.model import (
     AckFailure,
     AckReport,
     Changes,
+    DedupRecord,
     Lease,
     MessageRecord,
     MessageView,
@@ -71,6 +75,8 @@ MAX_PEEK = 1_000  # messages per peek page
 MAX_IN_FLIGHT = 1_000_000  # the largest max_in_flight a queue may have
 MAX_DELAY = 900.0  # seconds (15 minutes), as in SQS
 PRIORITIES = range(-(2**31), 2**31)  # 32-bit signed: lower goes first
+DEDUP_WINDOW = 300.0  # seconds a dedup id is remembered (5 minutes, as in SQS)
+DEDUP_ID = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces
 
 IdFactory = Callable[[float], str]
 """Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
@@ -161,6 +167,8 @@ class _Queue:
     delayed: list[tuple[float, str]] = field(default_factory=list)  # heap of (visible_at, message id)
     delayed_count: int = 0
     deadlines: list[tuple[float, str, str]] = field(default_factory=list)  # heap of (deadline_at, id, receipt)
+    dedup: dict[str, tuple[str, float]] = field(default_factory=dict)  # dedup id -> (message id, expires_at)
+    dedup_order: deque[tuple[float, str]] = field(default_factory=deque)  # (expires_at, dedup id), oldest first
     leased: int = 0
     sent: int = 0
     received: int = 0
@@ -218,6 +226,7 @@ class Core:
         self._track = track_changes
         self._dirty_messages: dict[str, tuple[str, bool]] = {}  # id -> (queue, inserted since the last drain)
         self._dirty_queues: set[str] = set()
+        self._dirty_dedup: dict[tuple[str, str], DedupRecord | None] = {}  # None: forget it
         self._last_id: str | None = None
 
     # ---- queues -------------------------------------------------------------------------------------
@@ -261,6 +270,9 @@ class Core:
         queue = self._queue(name, now)
         for message in queue.messages.values():
             self._touch(queue, message)
+        if self._track:
+            for dedup_id in queue.dedup:
+                self._dirty_dedup[name, dedup_id] = None
         del self._queues[name]
         if self._track:
             self._dirty_queues.add(name)
@@ -312,14 +324,27 @@ class Core:
                 if entry.delay is not None:
                     check_delay(entry.delay)
                 check_priority(entry.priority)
+                if entry.dedup_id is not None and not DEDUP_ID.fullmatch(entry.dedup_id):
+                    raise InvalidParameter("a dedup id is 1 to 128 printable ASCII characters without spaces")
             except InvalidParameter as error:
                 raise InvalidParameter(f"{where}: {error.message}") from None
         if name not in self._queues:
             self.put_queue(name, visibility_timeout=None, now=now)
         queue = self._queue(name, now)
         ids = []
+        new = 0
         for entry in outgoing:
+            if entry.dedup_id is not None and entry.dedup_id in queue.dedup:
+                ids.append(queue.dedup[entry.dedup_id][0])  # a repeat: the first send's id, nothing stored
+                continue
             message_id = self._new_id(now)
+            new += 1
+            if entry.dedup_id is not None:
+                expires_at = now + DEDUP_WINDOW
+                queue.dedup[entry.dedup_id] = (message_id, expires_at)
+                queue.dedup_order.append((expires_at, entry.dedup_id))
+                if self._track:
+                    self._dirty_dedup[name, entry.dedup_id] = DedupRecord(name, entry.dedup_id, message_id, expires_at)
             delay = queue.attributes.delay if entry.delay is None else entry.delay
             message = _Message(id=message_id, payload=entry.payload, sent_at=now, priority=entry.priority)
             queue.messages[message_id] = message
@@ -331,11 +356,12 @@ class Core:
             else:
                 queue.ready.push(entry.priority, message_id)
             ids.append(message_id)
+            self._last_id = message_id
             if self._track:
                 self._dirty_messages[message_id] = (name, True)
-        queue.sent += len(ids)
-        self._last_id = ids[-1]
-        self._touch_queue(queue)
+        if new:
+            queue.sent += new
+            self._touch_queue(queue)
         return ids
 
     # ---- receiving ----------------------------------------------------------------------------------
@@ -521,10 +547,13 @@ class Core:
             updated_messages=tuple(updated),
             deleted_queues=tuple(gone),
             queues=tuple(queues),
+            dedup=tuple(record for record in self._dirty_dedup.values() if record is not None),
+            dedup_expired=tuple(key for key, record in self._dirty_dedup.items() if record is None),
             last_id=self._last_id,
         )
         self._dirty_messages = {}
         self._dirty_queues = set()
+        self._dirty_dedup = {}
         return changes
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -579,9 +608,15 @@ class Core:
             heapq.heapify(queue.deadlines)
             heapq.heapify(queue.delayed)
             queue.ready.reorder()
+        for remembered in sorted(snapshot.dedup, key=lambda d: d.expires_at):
+            owner = self._queues.get(remembered.queue)
+            if owner is not None:
+                owner.dedup[remembered.dedup_id] = (remembered.message_id, remembered.expires_at)
+                owner.dedup_order.append((remembered.expires_at, remembered.dedup_id))
         self._last_id = snapshot.last_id
         self._dirty_messages = {}
         self._dirty_queues = set()
+        self._dirty_dedup = {}
 
     # ---- internals ----------------------------------------------------------------------------------
 
@@ -629,6 +664,13 @@ class Core:
     def _advance(self, queue: _Queue, now: float) -> int:
         """Apply every time-driven transition that is due: delays that passed, then leases that ended.
         Returns how many leases ended."""
+        window = queue.dedup_order
+        while window and window[0][0] <= now:
+            expires_at, dedup_id = window.popleft()
+            if queue.dedup.get(dedup_id, (None, None))[1] == expires_at:
+                del queue.dedup[dedup_id]
+                if self._track:
+                    self._dirty_dedup[queue.name, dedup_id] = None
         delayed = queue.delayed
         while delayed and delayed[0][0] <= now:
             visible_at, message_id = heapq.heappop(delayed)

@@ -32,6 +32,7 @@ class Outgoing:
     payload: Payload
     delay: float | None = None  # seconds before it can be received; None: the queue's `delay`
     priority: int = 0  # lower goes first; equal priorities go in send order
+    dedup_id: str | None = None  # a send with a dedup id already used in the window returns the first id
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +141,15 @@ class MessageRecord(NamedTuple):
     consumer: str | None
 
 
+class DedupRecord(NamedTuple):
+    """A deduplication id seen on a queue: sends with it until `expires_at` return `message_id`."""
+
+    queue: str
+    dedup_id: str
+    message_id: str
+    expires_at: float  # epoch seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     """Everything a batch of commands changed, as the journal applies it in one transaction, in this order:
@@ -151,6 +161,8 @@ class Changes:
     updated_messages: tuple[MessageRecord, ...] = ()
     deleted_queues: tuple[str, ...] = ()
     queues: tuple[QueueRecord, ...] = ()
+    dedup: tuple[DedupRecord, ...] = ()  # written after the queues
+    dedup_expired: tuple[tuple[str, str], ...] = ()  # (queue, dedup id) pairs to forget
     last_id: str | None = None  # the newest id ever issued, so ids stay unique across restarts
 
     def __bool__(self) -> bool:
@@ -161,6 +173,8 @@ class Changes:
                 self.updated_messages,
                 self.deleted_queues,
                 self.queues,
+                self.dedup,
+                self.dedup_expired,
             )
         )
 
@@ -172,3 +186,4 @@ class Snapshot:
     queues: tuple[QueueRecord, ...]
     messages: Iterable[MessageRecord]  # in id order; may be a one-shot stream read from the store as it goes
     last_id: str | None
+    dedup: tuple[DedupRecord, ...] = ()

@@ -19,7 +19,7 @@ from typing import IO, Literal
 
 from wonderq.errors import StorageFull, StorageUnavailable, WonderQError
 from wonderq.ids import ID_HEX_DIGITS
-from wonderq.model import Changes, MessageRecord, Payload, QueueRecord, Snapshot
+from wonderq.model import Changes, DedupRecord, MessageRecord, Payload, QueueRecord, Snapshot
 
 SCHEMA_VERSION = "1"
 ID_FORMAT = f"0{ID_HEX_DIGITS}x"  # a stored id (an integer) back to its 16 hex digits
@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS queues (
     acked INTEGER NOT NULL,
     expired INTEGER NOT NULL,
     released INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dedup (
+    queue TEXT NOT NULL,
+    dedup_id TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,  -- the message id (16 hex digits) as a number: the rowid, so no extra index
@@ -129,7 +136,13 @@ class SqliteStore:
             )
         )
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
-        return Snapshot(queues=queues, messages=self._messages(), last_id=last[0] if last else None)
+        dedup = tuple(
+            DedupRecord(queue, dedup_id, format(message_id, ID_FORMAT), expires_at)
+            for queue, dedup_id, message_id, expires_at in self._db.execute(
+                "SELECT queue, dedup_id, message_id, expires_at FROM dedup"
+            )
+        )
+        return Snapshot(queues=queues, messages=self._messages(), last_id=last[0] if last else None, dedup=dedup)
 
     def _messages(self) -> Iterator[MessageRecord]:
         media_types: dict[str, str] = {}  # one string per content type, not one per message
@@ -210,6 +223,8 @@ class SqliteStore:
                 ),
             )
             db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
+            db.executemany("DELETE FROM dedup WHERE queue = ?", ((name,) for name in changes.deleted_queues))
+            db.executemany("DELETE FROM dedup WHERE queue = ? AND dedup_id = ?", changes.dedup_expired)
             db.executemany(
                 "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -227,6 +242,10 @@ class SqliteStore:
                     )
                     for q in changes.queues
                 ),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO dedup VALUES (?, ?, ?, ?)",
+                ((d.queue, d.dedup_id, int(d.message_id, 16), d.expires_at) for d in changes.dedup),
             )
             if changes.last_id is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (changes.last_id,))

@@ -52,6 +52,7 @@ from wonderq.model import Lease, MessageView, Outgoing, Payload, QueueStats, Sta
 log = logging.getLogger("wonderq.web")
 
 CLASSIC_QUEUE = "default"  # the queue the classic routes (/addMessage, ...) work on
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # on a single send: its dedup id
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -138,6 +139,7 @@ class BatchEntryIn(_Strict):
     content_type: str | None = None
     delay: float | None = None
     priority: int = 0
+    dedup_id: str | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> BatchEntryIn:
@@ -385,7 +387,8 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         check_queue_name(name)
         options = from_query(SendParamsIn)
         payload = await read_message_body()
-        ids = await handle.ask(Send(name, (Outgoing(payload, options.delay, options.priority),)))
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        ids = await handle.ask(Send(name, (Outgoing(payload, options.delay, options.priority, key),)))
         return json_response({"id": ids[0]}, 201)
 
     @app.post("/v1/queues/<name>/messages/batch")
@@ -393,7 +396,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         check_queue_name(name)
         batch = await read_json(BatchIn, required=True)
         messages = [
-            Outgoing(_entry_payload(index, entry), entry.delay, entry.priority)
+            Outgoing(_entry_payload(index, entry), entry.delay, entry.priority, entry.dedup_id)
             for index, entry in enumerate(batch.messages)
         ]
         return json_response({"ids": await handle.ask(Send(name, messages))}, 201)
