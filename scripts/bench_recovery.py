@@ -50,7 +50,7 @@ def fill(data_dir: Path, messages: int) -> float:
                 for n in range(start, min(messages, start + CHUNK))
             )
             store.commit(Changes(inserted_messages=records))
-        queues = tuple(QueueRecord(f"q{i}", 30.0, 0, 0.0, now, messages // 4, 0, 0, 0, 0) for i in range(4))
+        queues = tuple(QueueRecord(f"q{i}", 30.0, 0, 0.0, 0, now, messages // 4, 0, 0, 0, 0) for i in range(4))
         store.commit(Changes(queues=queues, last_id=f"{int(now * 1e6) + messages:016x}"))
     finally:
         store.close()

@@ -96,6 +96,8 @@ def test_send_with_delay_and_priority(server: ServerProcess, client: Client, que
     assert delayed.body == "later"
     assert delayed.visible_at is not None
     assert_fails(wonderq(server, "send", queue, "x", "--delay", "901"), "invalid_parameter")
+    first = wonderq(server, "send", queue, "once", "--idempotency-key", "k1").stdout
+    assert wonderq(server, "send", queue, "once", "--idempotency-key", "k1").stdout == first
 
 
 def test_send_errors(server: ServerProcess, queue: str) -> None:

@@ -160,7 +160,7 @@ async def test_queue_lifecycle(api: AsyncClient, queue: str) -> None:
     assert not created
     assert stats["attributes"]["visibility_timeout"] == 7  # unchanged when not given
     stats, _ = await api.create_queue(queue, max_in_flight=2)
-    assert stats["attributes"] == {"visibility_timeout": 7, "max_in_flight": 2, "delay": 0.0}
+    assert stats["attributes"] == {"visibility_timeout": 7, "max_in_flight": 2, "delay": 0.0, "max_message_bytes": 0}
     stats, _ = await api.create_queue(queue, max_in_flight=0, delay=2.5)
     assert (stats["attributes"]["max_in_flight"], stats["attributes"]["delay"]) == (0, 2.5)
     stats, _ = await api.create_queue(queue, delay=0)

@@ -724,3 +724,15 @@ def test_deleting_a_queue_forgets_its_dedup_ids() -> None:
     first = core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0)
     core.delete_queue("q", now=T0)
     assert core.send("q", Outgoing(text("x"), dedup_id="k"), now=T0) != first
+
+
+def test_a_queue_message_size_limit_at_both_sides() -> None:
+    core = make_core(max_message_bytes=100)
+    core.put_queue("q", visibility_timeout=None, max_message_bytes=10, now=T0)
+    core.send("q", Payload(b"x" * 10, "application/octet-stream"), now=T0)
+    with pytest.raises(MessageTooLarge, match="the limit is 10"):
+        core.send("q", Payload(b"x" * 11, "application/octet-stream"), now=T0)
+    core.send("other", Payload(b"x" * 100, "application/octet-stream"), now=T0)  # a new queue: the server's limit
+    with pytest.raises(InvalidParameter, match="max_message_bytes"):
+        core.put_queue("q", visibility_timeout=None, max_message_bytes=101, now=T0)
+    assert core.queue_stats("q", now=T0).attributes.max_message_bytes == 10

@@ -32,7 +32,12 @@ from tests.test_http import (
 def fresh_stats(name: str, visibility_timeout: float, created_at: float) -> dict[str, Any]:
     return {
         "name": name,
-        "attributes": {"visibility_timeout": visibility_timeout, "max_in_flight": 0, "delay": 0.0},
+        "attributes": {
+            "visibility_timeout": visibility_timeout,
+            "max_in_flight": 0,
+            "delay": 0.0,
+            "max_message_bytes": 0,
+        },
         "created_at": created_at,
         **dict.fromkeys(COUNTERS, 0),
     }
@@ -44,7 +49,12 @@ async def test_put_creates_with_201_then_updates_with_200(client: Client, autoju
     await trio.sleep(1)
     await send(client)
     updated = await put_queue(client, "q", 200, visibility_timeout=30)
-    assert updated["attributes"] == {"visibility_timeout": 30.0, "max_in_flight": 0, "delay": 0.0}
+    assert updated["attributes"] == {
+        "visibility_timeout": 30.0,
+        "max_in_flight": 0,
+        "delay": 0.0,
+        "max_message_bytes": 0,
+    }
     assert updated["created_at"] == created_at
     assert updated["sent"] == 1
     # Without attributes (no body, or an empty object) an existing queue stays as it is.
@@ -53,11 +63,13 @@ async def test_put_creates_with_201_then_updates_with_200(client: Client, autoju
         "visibility_timeout": 30.0,
         "max_in_flight": 0,
         "delay": 0.0,
+        "max_message_bytes": 0,
     }
     assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {
         "visibility_timeout": 30.0,
         "max_in_flight": 0,
         "delay": 0.0,
+        "max_message_bytes": 0,
     }
     assert await put_queue(client, "other", visibility_timeout=5) == fresh_stats("other", 5.0, wall_now())
 
@@ -97,7 +109,12 @@ async def test_put_rejects_bad_attributes_and_changes_nothing(
     await put_queue(client, "q", visibility_timeout=20)
     for name in ("q", "new"):
         await check_error(await client.put(queue_path(name), **kwargs), 400, code)
-    assert (await stats(client, "q"))["attributes"] == {"visibility_timeout": 20.0, "max_in_flight": 0, "delay": 0.0}
+    assert (await stats(client, "q"))["attributes"] == {
+        "visibility_timeout": 20.0,
+        "max_in_flight": 0,
+        "delay": 0.0,
+        "max_message_bytes": 0,
+    }
     await check_error(await client.get(queue_path("new")), 404, "queue_not_found")
 
 
@@ -189,7 +206,12 @@ async def test_purge_unknown_queue_is_404(client: Client, autojump_clock: MockCl
 
 async def test_max_in_flight_limits_what_receives_hand_out(client: Client, autojump_clock: MockClock) -> None:
     created = await put_queue(client, "q", 201, max_in_flight=2)
-    assert created["attributes"] == {"visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT, "max_in_flight": 2, "delay": 0.0}
+    assert created["attributes"] == {
+        "visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT,
+        "max_in_flight": 2,
+        "delay": 0.0,
+        "max_message_bytes": 0,
+    }
     await send_texts(client, 5)
     leases = await receive(client, max=5)
     assert len(leases) == 2
@@ -225,3 +247,31 @@ async def test_first_received_at_is_kept_across_redeliveries(client: Client, aut
     again = await receive_one(client)
     assert again["receive_count"] == 2
     assert again["first_received_at"] == first["first_received_at"] < again["lease_expires_at"] - 10
+
+
+async def test_a_queue_can_take_smaller_messages_than_the_server(client: Client, autojump_clock: MockClock) -> None:
+    created = await put_queue(client, "q", 201, max_message_bytes=10)
+    assert created["attributes"]["max_message_bytes"] == 10
+    assert (
+        await client.post(queue_path("q", "/messages"), data=b"x" * 10, headers={"Content-Type": "text/plain"})
+    ).status_code == 201
+    too_big = await client.post(queue_path("q", "/messages"), data=b"x" * 11, headers={"Content-Type": "text/plain"})
+    assert "the limit is 10" in await check_error(too_big, 413, "message_too_large")
+    batch = {
+        "messages": [{"body": "ok", "content_type": "text/plain"}, {"body": "y" * 11, "content_type": "text/plain"}]
+    }
+    await check_error(await client.post(queue_path("q", "/messages/batch"), json=batch), 413, "message_too_large")
+    assert (await counts(client))["sent"] == 1
+    await put_queue(client, "q", 200, max_message_bytes=0)  # back to the server's limit (1024 in tests)
+    assert (
+        await client.post(queue_path("q", "/messages"), data=b"x" * 1024, headers={"Content-Type": "text/plain"})
+    ).status_code == 201
+
+
+@pytest.mark.parametrize("value", [-1, 1025, 1.5, "10"])
+async def test_max_message_bytes_must_fit_the_server_limit(
+    client: Client, autojump_clock: MockClock, value: Any
+) -> None:
+    await put_queue(client)
+    await check_error(await client.put(queue_path("q"), json={"max_message_bytes": value}), 400, "invalid_parameter")
+    assert (await stats(client))["attributes"]["max_message_bytes"] == 0

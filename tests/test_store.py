@@ -74,7 +74,7 @@ def test_a_new_store_is_empty(store: SqliteStore) -> None:
 
 def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteStore) -> None:
     core = journaled_core()
-    core.put_queue("jobs", visibility_timeout=7, max_in_flight=5, now=T0)
+    core.put_queue("jobs", visibility_timeout=7, max_in_flight=5, max_message_bytes=900, now=T0)
     ids = core.send_batch("jobs", [text("a"), Payload(b"\x00\x01", "application/octet-stream"), text("c")], now=T0)
     (leased,) = core.receive("jobs", max_messages=1, visibility_timeout=100, consumer="w1", now=T0)
     (acked,) = core.receive("jobs", max_messages=1, visibility_timeout=None, consumer=None, now=T0)
@@ -101,6 +101,7 @@ def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteS
     assert restored.queue_stats("other", now=T0 + 60).attributes.delay == 30
     stats = restored.queue_stats("jobs", now=T0 + 99)
     assert (stats.attributes.visibility_timeout, stats.attributes.max_in_flight) == (7, 5)
+    assert stats.attributes.max_message_bytes == 900
     assert (stats.sent, stats.acked) == (3, 2)
 
 

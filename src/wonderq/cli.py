@@ -197,9 +197,16 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="The body is JSON (--content-type application/json).")
 @click.option("--delay", type=float, help="Seconds before it can be received (0 to 900) [default: the queue's].")
 @click.option("--priority", type=int, help="Lower goes first [default: 0].")
+@click.option("--idempotency-key", help="A retry with the same key within 5 minutes returns the first id.")
 @_reports_errors
 def send(
-    queue: str, body: str | None, content_type: str | None, as_json: bool, delay: float | None, priority: int | None
+    queue: str,
+    body: str | None,
+    content_type: str | None,
+    as_json: bool,
+    delay: float | None,
+    priority: int | None,
+    idempotency_key: str | None,
 ) -> None:
     """Send BODY to QUEUE and print the new message's id.
 
@@ -211,7 +218,9 @@ def send(
         content_type = "application/json"
     data: str | bytes = sys.stdin.buffer.read() if body is None or body == "-" else body
     with _client() as client:
-        click.echo(client.send(queue, data, content_type, delay=delay, priority=priority))
+        click.echo(
+            client.send(queue, data, content_type, delay=delay, priority=priority, idempotency_key=idempotency_key)
+        )
 
 
 @main.command()

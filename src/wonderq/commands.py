@@ -34,6 +34,7 @@ class PutQueue(Command[tuple[QueueStats, bool]]):
     visibility_timeout: float | None = None
     max_in_flight: int | None = None
     delay: float | None = None
+    max_message_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +161,14 @@ def check_wait(wait: float) -> float:
 def execute(core: Core, command: AnyCommand, *, now: float) -> object:
     """Apply one command to the core and return its reply. Domain errors propagate as WonderQError."""
     match command:
-        case PutQueue(queue, visibility_timeout, max_in_flight, delay):
+        case PutQueue(queue, visibility_timeout, max_in_flight, delay, max_message_bytes):
             return core.put_queue(
-                queue, visibility_timeout=visibility_timeout, max_in_flight=max_in_flight, delay=delay, now=now
+                queue,
+                visibility_timeout=visibility_timeout,
+                max_in_flight=max_in_flight,
+                delay=delay,
+                max_message_bytes=max_message_bytes,
+                now=now,
             )
         case DeleteQueue(queue):
             core.delete_queue(queue, now=now)

@@ -238,6 +238,7 @@ class Core:
         visibility_timeout: float | None,
         max_in_flight: int | None = None,
         delay: float | None = None,
+        max_message_bytes: int | None = None,
         now: float,
     ) -> tuple[QueueStats, bool]:
         """Create the queue, or update the attributes given (None: keep, or the default for a new queue).
@@ -251,6 +252,11 @@ class Core:
             )
         if delay is not None:
             check_delay(delay)
+        if max_message_bytes is not None and not 0 <= max_message_bytes <= self.limits.max_message_bytes:
+            raise InvalidParameter(
+                f"max_message_bytes must be between 0 (the server's limit) and {self.limits.max_message_bytes},"
+                f" got {max_message_bytes}"
+            )
         queue = self._queues.get(name)
         created = queue is None
         if queue is None:
@@ -261,6 +267,7 @@ class Core:
             visibility_timeout=old.visibility_timeout if visibility_timeout is None else visibility_timeout,
             max_in_flight=old.max_in_flight if max_in_flight is None else max_in_flight,
             delay=old.delay if delay is None else float(delay),
+            max_message_bytes=old.max_message_bytes if max_message_bytes is None else max_message_bytes,
         )
         if created or queue.attributes != old:
             self._touch_queue(queue)
@@ -311,15 +318,15 @@ class Core:
         if len(messages) > self.limits.max_batch:
             raise BatchTooLarge(f"a batch holds at most {self.limits.max_batch} messages, got {len(messages)}")
         outgoing = [m if isinstance(m, Outgoing) else Outgoing(m) for m in messages]
+        existing = self._queues.get(name)
+        limit = (existing.attributes.max_message_bytes if existing else 0) or self.limits.max_message_bytes
         for index, entry in enumerate(outgoing):
             where = f"message {index}" if len(outgoing) > 1 else "message"
             data = entry.payload.data
             if not data:
                 raise EmptyMessage(f"{where}: the body is empty")
-            if len(data) > self.limits.max_message_bytes:
-                raise MessageTooLarge(
-                    f"{where}: the body is {len(data)} bytes; the limit is {self.limits.max_message_bytes}"
-                )
+            if len(data) > limit:
+                raise MessageTooLarge(f"{where}: the body is {len(data)} bytes; the limit is {limit}")
             try:
                 if entry.delay is not None:
                     check_delay(entry.delay)
@@ -567,6 +574,7 @@ class Core:
                     visibility_timeout=record.visibility_timeout,
                     max_in_flight=record.max_in_flight,
                     delay=record.delay,
+                    max_message_bytes=record.max_message_bytes,
                 ),
                 created_at=record.created_at,
                 sent=record.sent,
@@ -732,6 +740,7 @@ def _queue_record(queue: _Queue) -> QueueRecord:
         visibility_timeout=queue.attributes.visibility_timeout,
         max_in_flight=queue.attributes.max_in_flight,
         delay=queue.attributes.delay,
+        max_message_bytes=queue.attributes.max_message_bytes,
         created_at=queue.created_at,
         sent=queue.sent,
         received=queue.received,

@@ -77,6 +77,7 @@ class QueueAttributes:
     visibility_timeout: float  # seconds a receive leases a message for, unless the receive says otherwise
     max_in_flight: int = 0  # most messages leased at once; receives beyond it get nothing; 0: no limit
     delay: float = 0.0  # seconds a new message waits before it can be received, unless its send says otherwise
+    max_message_bytes: int = 0  # largest body this queue takes; 0: the server's MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ class QueueRecord:
     visibility_timeout: float  # seconds
     max_in_flight: int  # 0: no limit
     delay: float  # seconds
+    max_message_bytes: int  # 0: the server's limit
     created_at: float  # epoch seconds
     sent: int
     received: int

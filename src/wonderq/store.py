@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS queues (
     visibility_timeout REAL NOT NULL,
     max_in_flight INTEGER NOT NULL,
     delay REAL NOT NULL,
+    max_message_bytes INTEGER NOT NULL,
     created_at REAL NOT NULL,
     sent INTEGER NOT NULL,
     received INTEGER NOT NULL,
@@ -131,8 +132,8 @@ class SqliteStore:
         queues = tuple(
             QueueRecord(*row)
             for row in self._db.execute(
-                "SELECT name, visibility_timeout, max_in_flight, delay, created_at, sent, received, acked, expired,"
-                " released FROM queues"
+                "SELECT name, visibility_timeout, max_in_flight, delay, max_message_bytes, created_at, sent, received,"
+                " acked, expired, released FROM queues"
             )
         )
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
@@ -226,13 +227,14 @@ class SqliteStore:
             db.executemany("DELETE FROM dedup WHERE queue = ?", ((name,) for name in changes.deleted_queues))
             db.executemany("DELETE FROM dedup WHERE queue = ? AND dedup_id = ?", changes.dedup_expired)
             db.executemany(
-                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (
                         q.name,
                         q.visibility_timeout,
                         q.max_in_flight,
                         q.delay,
+                        q.max_message_bytes,
                         q.created_at,
                         q.sent,
                         q.received,

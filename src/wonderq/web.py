@@ -117,6 +117,7 @@ class QueueAttributesIn(_Strict):
     visibility_timeout: float | None = None
     max_in_flight: int | None = None
     delay: float | None = None
+    max_message_bytes: int | None = None
 
 
 class SendParamsIn(_Strict):
@@ -212,6 +213,7 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
             "visibility_timeout": stats.attributes.visibility_timeout,
             "max_in_flight": stats.attributes.max_in_flight,
             "delay": stats.attributes.delay,
+            "max_message_bytes": stats.attributes.max_message_bytes,
         },
         "created_at": stats.created_at,
         "ready": stats.ready,
@@ -363,7 +365,13 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         check_queue_name(name)
         attributes = await read_json(QueueAttributesIn, required=False)
         stats, created = await handle.ask(
-            PutQueue(name, attributes.visibility_timeout, attributes.max_in_flight, attributes.delay)
+            PutQueue(
+                name,
+                attributes.visibility_timeout,
+                attributes.max_in_flight,
+                attributes.delay,
+                attributes.max_message_bytes,
+            )
         )
         return json_response(render_stats(stats), 201 if created else 200)
 
