@@ -6,8 +6,8 @@ receipt tokens come from injected factories, and every rule below is enforced he
 Rules
 1. Every state change of a message or a queue happens in this module.
 2. A message is in exactly one state: DELAYED (in its queue's delay heap until `visible_at`), READY (in its
-   queue's ready heap, keyed by priority then id) or LEASED (with one live receipt and a
-   deadline in its queue's deadline heap). Acked and purged messages no longer exist.
+   queue's ready heap, keyed by priority then id) or LEASED (with one live receipt and a deadline in its
+   queue's deadline heap). Acked and purged messages no longer exist.
 3. A lease is live while `now < deadline_at`. At `now >= deadline_at` it has expired, whether or not `expire`
    has run yet: every call on a queue first expires that queue's due leases, so no answer depends on a tick.
 4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
@@ -23,8 +23,8 @@ Rules
 
 Transitions
     send ──▶ (DELAYED ──visible_at──▶) READY ──receive──▶ LEASED ──ack──▶ gone
-               ▲                   │
-               └─ expire / release ┘       purge / delete queue: any state ──▶ gone
+                                         ▲                   │
+                                         └─ expire / release ┘     purge / delete queue: any state ──▶ gone
 
 Heaps hold stale entries (a lease extended, released or acked leaves its old deadline entry behind); an entry
 is acted on only if it still matches the message, and is dropped when it reaches the top.
@@ -275,8 +275,7 @@ class Core:
 
     def delete_queue(self, name: str, *, now: float) -> None:
         queue = self._queue(name, now)
-        for message in queue.messages.values():
-            self._touch(queue, message)
+        self._touch_all(queue)
         if self._track:
             for dedup_id in queue.dedup:
                 self._dirty_dedup[name, dedup_id] = None
@@ -294,8 +293,7 @@ class Core:
         """Remove every message, leased or not. Returns how many were removed."""
         queue = self._queue(name, now)
         removed = len(queue.messages)
-        for message in queue.messages.values():
-            self._touch(queue, message)
+        self._touch_all(queue)
         queue.messages.clear()
         queue.ready.clear()
         queue.delayed.clear()
@@ -647,7 +645,8 @@ class Core:
         return message
 
     def _room_in_flight(self, queue: _Queue) -> int:
-        """How many more messages this queue may lease now."""
+        """How many more messages this queue may lease now (without a limit: max_batch, as many as any receive
+        may ask for)."""
         limit = queue.attributes.max_in_flight
         return max(0, limit - queue.leased) if limit else self.limits.max_batch
 
@@ -664,6 +663,12 @@ class Core:
     def _touch(self, queue: _Queue, message: _Message) -> None:
         if self._track:
             self._dirty_messages.setdefault(message.id, (queue.name, False))
+
+    def _touch_all(self, queue: _Queue) -> None:
+        """Mark every message of `queue` (about to be removed wholesale); nothing to do when not tracking."""
+        if self._track:
+            for message in queue.messages.values():
+                self._dirty_messages.setdefault(message.id, (queue.name, False))
 
     def _touch_queue(self, queue: _Queue) -> None:
         if self._track:

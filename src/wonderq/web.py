@@ -227,35 +227,26 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
     }
 
 
-def render_lease(lease: Lease) -> dict[str, Any]:
+def _message_fields(message: Lease | MessageView) -> dict[str, Any]:
+    """What a delivery and a peeked message both show."""
     return {
-        "id": lease.id,
-        "receipt": lease.receipt,
-        **render_body(lease.payload),
-        "content_type": lease.payload.content_type,
-        "priority": lease.priority,
-        "receive_count": lease.receive_count,
-        "sent_at": lease.sent_at,
-        "first_received_at": lease.first_received_at,
-        "lease_expires_at": lease.lease_expires_at,
-        "consumer": lease.consumer,
+        **render_body(message.payload),
+        "content_type": message.payload.content_type,
+        "priority": message.priority,
+        "receive_count": message.receive_count,
+        "sent_at": message.sent_at,
+        "first_received_at": message.first_received_at,
+        "lease_expires_at": message.lease_expires_at,
+        "consumer": message.consumer,
     }
+
+
+def render_lease(lease: Lease) -> dict[str, Any]:
+    return {"id": lease.id, "receipt": lease.receipt, **_message_fields(lease)}
 
 
 def render_view(view: MessageView) -> dict[str, Any]:
-    return {
-        "id": view.id,
-        "state": view.state.value,
-        **render_body(view.payload),
-        "content_type": view.payload.content_type,
-        "priority": view.priority,
-        "visible_at": view.visible_at,
-        "receive_count": view.receive_count,
-        "sent_at": view.sent_at,
-        "first_received_at": view.first_received_at,
-        "lease_expires_at": view.lease_expires_at,
-        "consumer": view.consumer,
-    }
+    return {"id": view.id, "state": view.state.value, "visible_at": view.visible_at, **_message_fields(view)}
 
 
 def error_response(error: WonderQError) -> Response:
