@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from tests.servers import ServerProcess, server_process, serving
+from tests.test_http import DEFAULT_ATTRIBUTES
 from wonderq.client import (
     AckFailure,
     AsyncClient,
@@ -160,7 +161,7 @@ async def test_queue_lifecycle(api: AsyncClient, queue: str) -> None:
     assert not created
     assert stats["attributes"]["visibility_timeout"] == 7  # unchanged when not given
     stats, _ = await api.create_queue(queue, max_in_flight=2)
-    assert stats["attributes"] == {"visibility_timeout": 7, "max_in_flight": 2, "delay": 0.0, "max_message_bytes": 0}
+    assert stats["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 7, "max_in_flight": 2}
     stats, _ = await api.create_queue(queue, max_in_flight=0, delay=2.5)
     assert (stats["attributes"]["max_in_flight"], stats["attributes"]["delay"]) == (0, 2.5)
     stats, _ = await api.create_queue(queue, delay=0)

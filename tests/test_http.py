@@ -28,9 +28,30 @@ from wonderq.config import Settings
 from wonderq.web import create_app
 
 Json = Any
-COUNTERS = ("ready", "leased", "delayed", "sent", "received", "acked", "expired", "released")
+COUNTERS = (
+    "ready",
+    "leased",
+    "delayed",
+    "sent",
+    "received",
+    "acked",
+    "expired",
+    "released",
+    "dropped",
+    "dead_lettered",
+    "redriven",
+)
 TEXT = "text/plain"
 DEFAULT_VISIBILITY_TIMEOUT = 10.0  # seconds: Settings.default_processing_time, which the test settings keep
+DEFAULT_ATTRIBUTES = {  # a new queue's attributes in the test settings
+    "visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT,
+    "max_in_flight": 0,
+    "delay": 0.0,
+    "max_message_bytes": 0,
+    "retention": 345_600.0,
+    "max_receives": 0,
+    "dead_letter_queue": None,
+}
 
 # ---- shared helpers -------------------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                 "body": "m0",
                 "encoding": "text",
                 "content_type": TEXT,
+                "attributes": {},
                 "priority": 0,
                 "visible_at": None,
                 "receive_count": 1,
@@ -46,6 +47,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                 "first_received_at": wall_now(),
                 "lease_expires_at": wall_now() + 5,
                 "consumer": "c1",
+                "source_queue": None,
             },
             *(
                 {
@@ -54,6 +56,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                     "body": body,
                     "encoding": "text",
                     "content_type": TEXT,
+                    "attributes": {},
                     "priority": 0,
                     "visible_at": None,
                     "receive_count": 0,
@@ -61,6 +64,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                     "first_received_at": None,
                     "lease_expires_at": None,
                     "consumer": None,
+                    "source_queue": None,
                 }
                 for message_id, body in ((second, "m1"), (third, "m2"))
             ),

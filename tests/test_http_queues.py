@@ -10,6 +10,7 @@ from quart.typing import TestClientProtocol as Client
 from trio.testing import MockClock
 
 from tests.test_http import (
+    DEFAULT_ATTRIBUTES,
     COUNTERS,
     DEFAULT_VISIBILITY_TIMEOUT,
     ack,
@@ -32,12 +33,7 @@ from tests.test_http import (
 def fresh_stats(name: str, visibility_timeout: float, created_at: float) -> dict[str, Any]:
     return {
         "name": name,
-        "attributes": {
-            "visibility_timeout": visibility_timeout,
-            "max_in_flight": 0,
-            "delay": 0.0,
-            "max_message_bytes": 0,
-        },
+        "attributes": {**DEFAULT_ATTRIBUTES, "visibility_timeout": visibility_timeout},
         "created_at": created_at,
         **dict.fromkeys(COUNTERS, 0),
     }
@@ -49,28 +45,13 @@ async def test_put_creates_with_201_then_updates_with_200(client: Client, autoju
     await trio.sleep(1)
     await send(client)
     updated = await put_queue(client, "q", 200, visibility_timeout=30)
-    assert updated["attributes"] == {
-        "visibility_timeout": 30.0,
-        "max_in_flight": 0,
-        "delay": 0.0,
-        "max_message_bytes": 0,
-    }
+    assert updated["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 30.0}
     assert updated["created_at"] == created_at
     assert updated["sent"] == 1
     # Without attributes (no body, or an empty object) an existing queue stays as it is.
     assert await check(await client.put(queue_path("q")), 200) == await stats(client)
-    assert (await put_queue(client, "q", 200))["attributes"] == {
-        "visibility_timeout": 30.0,
-        "max_in_flight": 0,
-        "delay": 0.0,
-        "max_message_bytes": 0,
-    }
-    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {
-        "visibility_timeout": 30.0,
-        "max_in_flight": 0,
-        "delay": 0.0,
-        "max_message_bytes": 0,
-    }
+    assert (await put_queue(client, "q", 200))["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 30.0}
+    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 30.0}
     assert await put_queue(client, "other", visibility_timeout=5) == fresh_stats("other", 5.0, wall_now())
 
 
@@ -109,12 +90,7 @@ async def test_put_rejects_bad_attributes_and_changes_nothing(
     await put_queue(client, "q", visibility_timeout=20)
     for name in ("q", "new"):
         await check_error(await client.put(queue_path(name), **kwargs), 400, code)
-    assert (await stats(client, "q"))["attributes"] == {
-        "visibility_timeout": 20.0,
-        "max_in_flight": 0,
-        "delay": 0.0,
-        "max_message_bytes": 0,
-    }
+    assert (await stats(client, "q"))["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 20.0}
     await check_error(await client.get(queue_path("new")), 404, "queue_not_found")
 
 
@@ -158,6 +134,9 @@ async def test_get_queue_counts_every_transition(client: Client, autojump_clock:
         "acked": 1,
         "expired": 1,
         "released": 1,
+        "dropped": 0,
+        "dead_lettered": 0,
+        "redriven": 0,
     }
     assert set(reply) == {"name", "attributes", "created_at", *COUNTERS}
     assert [message["id"] for message in (await peek(client))["messages"]] == [second, third, fourth]
@@ -206,12 +185,7 @@ async def test_purge_unknown_queue_is_404(client: Client, autojump_clock: MockCl
 
 async def test_max_in_flight_limits_what_receives_hand_out(client: Client, autojump_clock: MockClock) -> None:
     created = await put_queue(client, "q", 201, max_in_flight=2)
-    assert created["attributes"] == {
-        "visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT,
-        "max_in_flight": 2,
-        "delay": 0.0,
-        "max_message_bytes": 0,
-    }
+    assert created["attributes"] == {**DEFAULT_ATTRIBUTES, "max_in_flight": 2}
     await send_texts(client, 5)
     leases = await receive(client, max=5)
     assert len(leases) == 2

@@ -45,12 +45,14 @@ async def test_lease_reply_has_every_field(client: Client, autojump_clock: MockC
         "body": "hello",
         "encoding": "text",
         "content_type": TEXT,
+        "attributes": {},
         "priority": 0,
         "receive_count": 1,
         "sent_at": sent_at,
         "first_received_at": wall_now(),
         "lease_expires_at": wall_now() + 7,
         "consumer": "worker-1",
+        "source_queue": None,
     }
 
 
@@ -344,4 +346,7 @@ async def test_concurrent_receivers_never_share_a_message(
         "acked": 0,
         "expired": 0,
         "released": 0,
+        "dropped": 0,
+        "dead_lettered": 0,
+        "redriven": 0,
     }

@@ -13,6 +13,7 @@ from quart.typing import TestClientProtocol as Client
 from trio.testing import MockClock
 
 from tests.test_http import (
+    DEFAULT_ATTRIBUTES,
     DEFAULT_VISIBILITY_TIMEOUT,
     TEXT,
     check,
@@ -202,12 +203,7 @@ async def test_send_creates_the_queue_with_default_attributes(client: Client, au
     await check_error(await client.get(queue_path("new")), 404, "queue_not_found")
     await send(client, "new")
     reply = await stats(client, "new")
-    assert reply["attributes"] == {
-        "visibility_timeout": DEFAULT_VISIBILITY_TIMEOUT,
-        "max_in_flight": 0,
-        "delay": 0.0,
-        "max_message_bytes": 0,
-    }
+    assert reply["attributes"] == {**DEFAULT_ATTRIBUTES}
     assert (reply["ready"], reply["sent"]) == (1, 1)
 
 

@@ -212,6 +212,9 @@ async def test_ack_batch_reports_each_receipt(client: Client, autojump_clock: Mo
         "acked": 3,
         "expired": 0,
         "released": 0,
+        "dropped": 0,
+        "dead_lettered": 0,
+        "redriven": 0,
     }
     assert [lease["id"] for lease in leases] == [first, second, third]
 
@@ -306,6 +309,9 @@ async def test_visibility_timeout_zero_releases_at_once(client: Client, autojump
         "acked": 0,
         "expired": 0,
         "released": 1,
+        "dropped": 0,
+        "dead_lettered": 0,
+        "redriven": 0,
     }
     await check_error(await ack(client, first, lease["receipt"]), 409, "lease_lost")
     patch = {"receipt": lease["receipt"], "visibility_timeout": 5}

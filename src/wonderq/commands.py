@@ -13,7 +13,7 @@ from typing import Generic, TypeAlias, TypeVar, assert_never
 
 from wonderq.core import Core
 from wonderq.errors import InvalidParameter
-from wonderq.model import AckReport, Lease, Outgoing, Payload, PeekPage, QueueStats, State
+from wonderq.model import AckReport, Lease, Outgoing, Payload, PeekPage, QueueStats, RedriveReport, State
 
 R_co = TypeVar("R_co", covariant=True)  # a command's reply type: a Command[None] is a Command[object]
 
@@ -28,13 +28,17 @@ class Command(Generic[R_co]):
 
 @dataclass(frozen=True, slots=True)
 class PutQueue(Command[tuple[QueueStats, bool]]):
-    """Create a queue or update the attributes given; None leaves an attribute as it is."""
+    """Create a queue or update the attributes given; None leaves an attribute as it is (and
+    `dead_letter_queue=""` removes it)."""
 
     queue: str
     visibility_timeout: float | None = None
     max_in_flight: int | None = None
     delay: float | None = None
     max_message_bytes: int | None = None
+    retention: float | None = None
+    max_receives: int | None = None
+    dead_letter_queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,15 @@ class Peek(Command[PeekPage]):
 
 
 @dataclass(frozen=True, slots=True)
+class Redrive(Command[RedriveReport]):
+    """Move up to `limit` (at most MAX_REDRIVE) ready messages to `destination`, or back to their source queues."""
+
+    queue: str
+    destination: str | None = None
+    limit: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class ReturnUndelivered(Command[None]):
     """Put back leases whose requester went away before it could take them."""
 
@@ -147,6 +160,7 @@ AnyCommand: TypeAlias = (
     | AckBatch
     | ChangeVisibility
     | Peek
+    | Redrive
     | ReturnUndelivered
     | Expire
 )
@@ -161,13 +175,16 @@ def check_wait(wait: float) -> float:
 def execute(core: Core, command: AnyCommand, *, now: float) -> object:
     """Apply one command to the core and return its reply. Domain errors propagate as WonderQError."""
     match command:
-        case PutQueue(queue, visibility_timeout, max_in_flight, delay, max_message_bytes):
+        case PutQueue():
             return core.put_queue(
-                queue,
-                visibility_timeout=visibility_timeout,
-                max_in_flight=max_in_flight,
-                delay=delay,
-                max_message_bytes=max_message_bytes,
+                command.queue,
+                visibility_timeout=command.visibility_timeout,
+                max_in_flight=command.max_in_flight,
+                delay=command.delay,
+                max_message_bytes=command.max_message_bytes,
+                retention=command.retention,
+                max_receives=command.max_receives,
+                dead_letter_queue=command.dead_letter_queue,
                 now=now,
             )
         case DeleteQueue(queue):
@@ -199,6 +216,8 @@ def execute(core: Core, command: AnyCommand, *, now: float) -> object:
             return core.change_visibility(queue, message_id, receipt, visibility_timeout, now=now)
         case Peek(queue, state, limit, after):
             return core.peek(queue, state=state, limit=limit, after=after, now=now)
+        case Redrive(queue, destination, limit):
+            return core.redrive(queue, destination=destination, limit=limit, now=now)
         case ReturnUndelivered(queue, leases):
             core.return_undelivered(queue, leases, now=now)
             return None

@@ -17,17 +17,27 @@ Rules
    newer ones of its priority, in its original order. A DELAYED message becomes READY at `now >= visible_at`.
 6. A send whose dedup id was used on the same queue within DEDUP_WINDOW seconds stores nothing and answers
    with the first send's id (even if that message is gone since).
-7. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
-8. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
+7. A message is dropped (in any state) at `now >= sent_at + retention` of the queue it is in; `sent_at` never
+   changes, not when the message moves to another queue.
+8. With `max_receives` N, a message whose Nth lease ends (expired or released) moves to the queue's
+   `dead_letter_queue` instead of becoming READY again, as does a READY message a receive finds already
+   received N times (N was lowered since). A moved message keeps its id, payload, priority, sent_at and
+   receive count and records its source queue. A queue named as a dead-letter queue cannot be deleted, so a
+   dead letter always has somewhere to go. Redrive moves READY messages back to their source queue (or to a
+   named one) with a fresh receive count.
+9. A call that raises a WonderQError has changed nothing (batches are validated whole before any change).
+10. With `track_changes`, every change marks what it touched; `drain_changes` turns the marks into the records
    the journal writes (one transaction per actor batch), and `restore` rebuilds the state from them.
 
 Transitions
     send ──▶ (DELAYED ──visible_at──▶) READY ──receive──▶ LEASED ──ack──▶ gone
                                          ▲                   │
-                                         └─ expire / release ┘     purge / delete queue: any state ──▶ gone
+                                         └─ expire / release ┘     purge / delete queue / retention:
+                                                             │         any state ──▶ gone
+                          dead-letter queue: READY ◀─────────┘ (the max_receives-th lease ended)
 
-Heaps hold stale entries (a lease extended, released or acked leaves its old deadline entry behind); an entry
-is acted on only if it still matches the message, and is dropped when it reaches the top.
+Heaps (and the arrivals deque) hold stale entries (a lease extended, released or acked leaves its old deadline
+entry behind); an entry is acted on only if it still matches the message, and is dropped when it reaches the top.
 """
 
 from __future__ import annotations
@@ -47,12 +57,15 @@ from wonderq.errors import (
     LeaseLost,
     MessageNotFound,
     MessageTooLarge,
+    QueueInUse,
     QueueNotFound,
     WonderQError,
 )
 from wonderq.model import (
+    NO_ATTRIBUTES,
     AckFailure,
     AckReport,
+    Attributes,
     Changes,
     DedupRecord,
     Lease,
@@ -64,6 +77,7 @@ from wonderq.model import (
     QueueAttributes,
     QueueRecord,
     QueueStats,
+    RedriveReport,
     Snapshot,
     State,
 )
@@ -77,6 +91,12 @@ MAX_DELAY = 900.0  # seconds (15 minutes), as in SQS
 PRIORITIES = range(-(2**31), 2**31)  # 32-bit signed: lower goes first
 DEDUP_WINDOW = 300.0  # seconds a dedup id is remembered (5 minutes, as in SQS)
 DEDUP_ID = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces
+MIN_RETENTION = 60.0  # seconds (1 minute), as in SQS
+MAX_RETENTION = 1_209_600.0  # seconds (14 days), as in SQS
+MAX_RECEIVES = 1_000  # the largest max_receives, as SQS's maxReceiveCount
+MAX_ATTRIBUTES = 10  # attributes per message, as in SQS
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+MAX_REDRIVE = 1_000  # messages one redrive call moves; the web layer calls again for more
 
 IdFactory = Callable[[float], str]
 """Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
@@ -105,6 +125,7 @@ class _Message:
     receipt: str | None = None
     deadline_at: float | None = None
     consumer: str | None = None
+    source_queue: str | None = None  # set while it is in a dead-letter queue
 
 
 class _ReadyHeap:
@@ -167,6 +188,12 @@ class _Queue:
     delayed: list[tuple[float, str]] = field(default_factory=list)  # heap of (visible_at, message id)
     delayed_count: int = 0
     deadlines: list[tuple[float, str, str]] = field(default_factory=list)  # heap of (deadline_at, id, receipt)
+    # Retention: ids in send order (so sent_at order, unless the wall clock stepped back), plus a heap of
+    # (sent_at, id) for messages that arrived from another queue, out of that order.
+    arrivals: deque[str] = field(default_factory=deque)
+    moved_in: list[tuple[float, str]] = field(default_factory=list)
+    newest_id: str = ""  # the largest id ever put in `messages`
+    in_id_order: bool = True  # whether `messages` iterates in id order (moved-in messages break it)
     dedup: dict[str, tuple[str, float]] = field(default_factory=dict)  # dedup id -> (message id, expires_at)
     dedup_order: deque[tuple[float, str]] = field(default_factory=deque)  # (expires_at, dedup id), oldest first
     leased: int = 0
@@ -175,6 +202,17 @@ class _Queue:
     acked: int = 0
     expired: int = 0
     released: int = 0
+    dropped: int = 0
+    dead_lettered: int = 0
+    redriven: int = 0
+
+    def add(self, message: _Message) -> None:
+        """Put a message in `messages`; the caller files it in the heap of its state."""
+        self.messages[message.id] = message
+        if message.id > self.newest_id:
+            self.newest_id = message.id
+        elif message.id < self.newest_id:
+            self.in_id_order = False
 
 
 def check_queue_name(name: str) -> str:
@@ -197,6 +235,40 @@ def check_delay(seconds: float) -> float:
     if not 0 <= seconds <= MAX_DELAY:  # also rejects NaN
         raise InvalidParameter(f"delay must be between 0 and {MAX_DELAY:g} seconds, got {seconds}")
     return float(seconds)
+
+
+def check_retention(seconds: float) -> float:
+    if not MIN_RETENTION <= seconds <= MAX_RETENTION:  # also rejects NaN
+        raise InvalidParameter(
+            f"retention must be between {MIN_RETENTION:g} and {MAX_RETENTION:g} seconds, got {seconds}"
+        )
+    return float(seconds)
+
+
+def check_attributes(attributes: Attributes) -> int:
+    """Check a message's attributes; returns the bytes they count for (UTF-8 names and values)."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidParameter(f"a message has at most {MAX_ATTRIBUTES} attributes, got {len(attributes)}")
+    size = 0
+    previous = None
+    for name, value in attributes:
+        if not ATTRIBUTE_NAME.fullmatch(name):
+            raise InvalidParameter(
+                f"attribute name {name[:100]!r} is invalid: use 1 to 256 characters of A-Z a-z 0-9 _ - ."
+            )
+        if previous is not None and name <= previous:
+            raise InvalidParameter("attributes must be sorted by name, each name once")
+        previous = name
+        try:
+            size += len(name) + len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidParameter(f"attribute {name!r}: the value is not valid Unicode text") from None
+    return size
+
+
+def make_attributes(given: dict[str, str] | None) -> Attributes:
+    """Attributes as a message holds them (sorted by name), from a mapping."""
+    return tuple(sorted(given.items())) if given else NO_ATTRIBUTES
 
 
 def check_priority(priority: int) -> int:
@@ -239,10 +311,13 @@ class Core:
         max_in_flight: int | None = None,
         delay: float | None = None,
         max_message_bytes: int | None = None,
+        retention: float | None = None,
+        max_receives: int | None = None,
+        dead_letter_queue: str | None = None,
         now: float,
     ) -> tuple[QueueStats, bool]:
-        """Create the queue, or update the attributes given (None: keep, or the default for a new queue).
-        Returns its stats and whether it was created."""
+        """Create the queue, or update the attributes given (None: keep, or the default for a new queue;
+        `dead_letter_queue=""` removes it). Returns its stats and whether it was created."""
         check_queue_name(name)
         if visibility_timeout is not None:
             check_visibility_timeout(visibility_timeout)
@@ -257,24 +332,47 @@ class Core:
                 f"max_message_bytes must be between 0 (the server's limit) and {self.limits.max_message_bytes},"
                 f" got {max_message_bytes}"
             )
+        if retention is not None:
+            check_retention(retention)
+        if max_receives is not None and not 0 <= max_receives <= MAX_RECEIVES:
+            raise InvalidParameter(f"max_receives must be between 0 (no limit) and {MAX_RECEIVES}, got {max_receives}")
+        if dead_letter_queue:
+            if dead_letter_queue == name:
+                raise InvalidParameter("a queue cannot be its own dead_letter_queue")
+            if dead_letter_queue not in self._queues:
+                check_queue_name(dead_letter_queue)
+                raise InvalidParameter(f"dead_letter_queue {dead_letter_queue!r} does not exist; create it first")
         queue = self._queues.get(name)
-        created = queue is None
-        if queue is None:
-            defaults = QueueAttributes(visibility_timeout=self.limits.default_visibility_timeout)
-            queue = self._queues[name] = _Queue(name=name, attributes=defaults, created_at=now)
-        old = queue.attributes
-        queue.attributes = QueueAttributes(
+        old = queue.attributes if queue else QueueAttributes(visibility_timeout=self.limits.default_visibility_timeout)
+        attributes = QueueAttributes(
             visibility_timeout=old.visibility_timeout if visibility_timeout is None else visibility_timeout,
             max_in_flight=old.max_in_flight if max_in_flight is None else max_in_flight,
             delay=old.delay if delay is None else float(delay),
             max_message_bytes=old.max_message_bytes if max_message_bytes is None else max_message_bytes,
+            retention=old.retention if retention is None else float(retention),
+            max_receives=old.max_receives if max_receives is None else max_receives,
+            dead_letter_queue=old.dead_letter_queue if dead_letter_queue is None else (dead_letter_queue or None),
         )
-        if created or queue.attributes != old:
+        if attributes.max_receives and attributes.dead_letter_queue is None:
+            raise InvalidParameter("max_receives needs a dead_letter_queue to move messages to")
+        created = queue is None
+        if queue is None:
+            queue = self._queues[name] = _Queue(name=name, attributes=attributes, created_at=now)
+        else:
+            self._advance(queue, now)  # what was due happens under the old attributes
+        if created or queue.attributes != attributes:
+            queue.attributes = attributes
             self._touch_queue(queue)
         return self._stats(queue), created
 
     def delete_queue(self, name: str, *, now: float) -> None:
         queue = self._queue(name, now)
+        for other in self._queues.values():
+            if other.attributes.dead_letter_queue == name:
+                raise QueueInUse(
+                    f"queue {name!r} is the dead_letter_queue of {other.name!r}; change that queue's"
+                    " dead_letter_queue first"
+                )
         self._touch_all(queue)
         if self._track:
             for dedup_id in queue.dedup:
@@ -299,6 +397,9 @@ class Core:
         queue.delayed.clear()
         queue.delayed_count = 0
         queue.deadlines.clear()
+        queue.arrivals.clear()
+        queue.moved_in.clear()
+        queue.in_id_order = True
         queue.leased = 0
         return removed
 
@@ -323,8 +424,13 @@ class Core:
             data = entry.payload.data
             if not data:
                 raise EmptyMessage(f"{where}: the body is empty")
-            if len(data) > limit:
-                raise MessageTooLarge(f"{where}: the body is {len(data)} bytes; the limit is {limit}")
+            try:
+                size = len(data) + check_attributes(entry.payload.attributes)
+            except InvalidParameter as error:
+                raise InvalidParameter(f"{where}: {error.message}") from None
+            if size > limit:
+                with_attributes = " with its attributes" if entry.payload.attributes else ""
+                raise MessageTooLarge(f"{where}: the body{with_attributes} is {size} bytes; the limit is {limit}")
             try:
                 if entry.delay is not None:
                     check_delay(entry.delay)
@@ -352,7 +458,8 @@ class Core:
                     self._dirty_dedup[name, entry.dedup_id] = DedupRecord(name, entry.dedup_id, message_id, expires_at)
             delay = queue.attributes.delay if entry.delay is None else entry.delay
             message = _Message(id=message_id, payload=entry.payload, sent_at=now, priority=entry.priority)
-            queue.messages[message_id] = message
+            queue.add(message)
+            queue.arrivals.append(message_id)
             if delay > 0:
                 message.state = State.DELAYED
                 message.visible_at = now + delay
@@ -397,6 +504,9 @@ class Core:
             message = queue.messages.get(message_id)
             if message is None or message.state is not State.READY:
                 continue  # stale entry: the message was purged
+            if queue.attributes.max_receives and message.receive_count >= queue.attributes.max_receives:
+                self._dead_letter(queue, message)  # received enough already (max_receives was lowered since)
+                continue
             message.state = State.LEASED
             message.receive_count += 1
             if message.first_received_at is None:
@@ -418,10 +528,15 @@ class Core:
         queue = self._queue(name, now)
         if not self._room_in_flight(queue):
             return False
+        max_receives = queue.attributes.max_receives
         while (message_id := queue.ready.peek()) is not None:
             message = queue.messages.get(message_id)
             if message is not None and message.state is State.READY:
-                return True
+                if not (max_receives and message.receive_count >= max_receives):
+                    return True
+                queue.ready.pop()
+                self._dead_letter(queue, message)
+                continue
             queue.ready.pop()
         return False
 
@@ -464,8 +579,8 @@ class Core:
         queue = self._queue(name, now)
         message = self._live_lease(queue, message_id, receipt)
         if visibility_timeout == 0:
-            self._make_ready(queue, message)
             queue.released += 1
+            self._end_lease(queue, message)
             return None
         message.deadline_at = now + visibility_timeout
         heapq.heappush(queue.deadlines, (message.deadline_at, message.id, receipt))
@@ -487,6 +602,40 @@ class Core:
                 message.first_received_at = None
             queue.received -= 1
 
+    def redrive(self, name: str, *, destination: str | None, limit: int, now: float) -> RedriveReport:
+        """Move up to `limit` READY messages of queue `name` (in delivery order) to `destination`, or without one
+        to the queue each was dead-lettered from. Moved messages start over: receive count 0, no source queue.
+        Messages with nowhere to go (no source queue, or it no longer exists) stay and are counted as skipped."""
+        if not 1 <= limit <= MAX_REDRIVE:
+            raise InvalidParameter(f"limit must be between 1 and {MAX_REDRIVE}, got {limit}")
+        queue = self._queue(name, now)
+        target = None
+        if destination is not None:
+            if destination == name:
+                raise InvalidParameter("the destination of a redrive must be another queue")
+            target = self._queue(destination, now)
+        moved = 0
+        skipped: list[_Message] = []
+        while moved < limit and (message_id := queue.ready.pop()) is not None:
+            message = queue.messages.get(message_id)
+            if message is None or message.state is not State.READY:
+                continue  # stale entry
+            to = target or self._queues.get(message.source_queue or "")
+            if to is None or to is queue:
+                skipped.append(message)
+                continue
+            if target is None:
+                self._advance(to, now)  # its due changes first, as on every other call on a queue
+            self._move(queue, message, to)
+            message.source_queue = None
+            message.receive_count = 0
+            message.first_received_at = None
+            moved += 1
+        for message in skipped:
+            queue.ready.push(message.priority, message.id)
+        queue.redriven += moved
+        return RedriveReport(moved=moved, skipped=len(skipped))
+
     def expire(self, *, now: float) -> int:
         """Release every lease whose deadline has come, and make ready every message whose delay has passed,
         in all queues. Returns how many leases were released."""
@@ -499,6 +648,9 @@ class Core:
         if not 1 <= limit <= MAX_PEEK:
             raise InvalidParameter(f"limit must be between 1 and {MAX_PEEK}, got {limit}")
         queue = self._queue(name, now)
+        if not queue.in_id_order:  # messages moved in since: restore id order once, for this and later pages
+            queue.messages = {message_id: queue.messages[message_id] for message_id in sorted(queue.messages)}
+            queue.in_id_order = True
         views: list[MessageView] = []
         for message in queue.messages.values():
             if (after is not None and message.id <= after) or (state is not None and message.state is not state):
@@ -517,6 +669,7 @@ class Core:
                     first_received_at=message.first_received_at,
                     lease_expires_at=message.deadline_at,
                     consumer=message.consumer,
+                    source_queue=message.source_queue,
                 )
             )
         return PeekPage(tuple(views), next_after=None)
@@ -573,6 +726,9 @@ class Core:
                     max_in_flight=record.max_in_flight,
                     delay=record.delay,
                     max_message_bytes=record.max_message_bytes,
+                    retention=record.retention,
+                    max_receives=record.max_receives,
+                    dead_letter_queue=record.dead_letter_queue,
                 ),
                 created_at=record.created_at,
                 sent=record.sent,
@@ -580,6 +736,9 @@ class Core:
                 acked=record.acked,
                 expired=record.expired,
                 released=record.released,
+                dropped=record.dropped,
+                dead_lettered=record.dead_lettered,
+                redriven=record.redriven,
             )
         previous = ""
         for item in snapshot.messages:
@@ -594,6 +753,7 @@ class Core:
                 priority=item.priority,
                 receive_count=item.receive_count,
                 first_received_at=item.first_received_at,
+                source_queue=item.source_queue,
             )
             if item.receipt is not None and item.deadline_at is not None:
                 message.state = State.LEASED
@@ -610,6 +770,8 @@ class Core:
             else:
                 queue.ready.append_in_order(item.priority, item.id)
             queue.messages[item.id] = message
+            queue.arrivals.append(item.id)  # id order is send order, wherever the message was sent
+            queue.newest_id = item.id
         for queue in self._queues.values():
             heapq.heapify(queue.deadlines)
             heapq.heapify(queue.delayed)
@@ -677,6 +839,7 @@ class Core:
     def _advance(self, queue: _Queue, now: float) -> int:
         """Apply every time-driven transition that is due: delays that passed, then leases that ended.
         Returns how many leases ended."""
+        self._drop_old(queue, now)
         window = queue.dedup_order
         while window and window[0][0] <= now:
             expires_at, dedup_id = window.popleft()
@@ -702,10 +865,71 @@ class Core:
             message = queue.messages.get(message_id)
             if message is None or message.receipt != receipt or message.deadline_at != deadline_at:
                 continue  # stale: acked, released, extended or re-leased since
-            self._make_ready(queue, message)
             expired += 1
-        queue.expired += expired
+            queue.expired += 1
+            self._end_lease(queue, message)
         return expired
+
+    def _end_lease(self, queue: _Queue, message: _Message) -> None:
+        """A lease ended without an ack: the message is ready again, or a dead letter after max_receives."""
+        self._make_ready(queue, message)
+        max_receives = queue.attributes.max_receives
+        if max_receives and message.receive_count >= max_receives:
+            self._dead_letter(queue, message)  # its ready-heap entry is left behind, stale
+
+    def _dead_letter(self, queue: _Queue, message: _Message) -> None:
+        """Move a READY message to its queue's dead-letter queue."""
+        target = self._queues.get(queue.attributes.dead_letter_queue or "")
+        if target is None:  # cannot happen: a dead-letter queue cannot be deleted while named
+            return
+        self._move(queue, message, target)
+        message.source_queue = queue.name
+        queue.dead_lettered += 1
+
+    def _move(self, source: _Queue, message: _Message, target: _Queue) -> None:
+        """Move a READY message to another queue, where it is READY too (its entry in the source's ready heap
+        is left behind, stale)."""
+        del source.messages[message.id]
+        target.add(message)
+        target.ready.push(message.priority, message.id)
+        heapq.heappush(target.moved_in, (message.sent_at, message.id))
+        if self._track:
+            _, is_new = self._dirty_messages.get(message.id, (source.name, False))
+            self._dirty_messages[message.id] = (target.name, is_new)
+        self._touch_queue(source)
+        self._touch_queue(target)
+
+    def _drop_old(self, queue: _Queue, now: float) -> None:
+        """Drop every message older than the queue's retention (rule 7)."""
+        retention = queue.attributes.retention
+        messages = queue.messages
+        arrivals = queue.arrivals
+        while arrivals:
+            message = messages.get(arrivals[0])
+            if message is not None and message.sent_at + retention > now:
+                break  # the oldest message sent here is young enough: so are the rest
+            arrivals.popleft()  # a stale entry (acked, moved away) or a message to drop
+            if message is not None:
+                self._drop(queue, message)
+        moved_in = queue.moved_in
+        while moved_in and moved_in[0][0] + retention <= now:
+            message = messages.get(heapq.heappop(moved_in)[1])
+            if message is not None:
+                self._drop(queue, message)
+        if len(arrivals) + len(moved_in) > 2 * len(messages) + 1024:
+            # Mostly stale entries (acks out of send order): rebuild, so memory follows the queue's size.
+            queue.arrivals = deque(sorted(messages))  # ids sort in send order
+            queue.moved_in = []
+
+    def _drop(self, queue: _Queue, message: _Message) -> None:
+        del queue.messages[message.id]
+        if message.state is State.LEASED:
+            queue.leased -= 1
+        elif message.state is State.DELAYED:
+            queue.delayed_count -= 1
+        queue.dropped += 1
+        self._touch(queue, message)
+        self._touch_queue(queue)
 
     def _stats(self, queue: _Queue) -> QueueStats:
         return QueueStats(
@@ -720,6 +944,9 @@ class Core:
             acked=queue.acked,
             expired=queue.expired,
             released=queue.released,
+            dropped=queue.dropped,
+            dead_lettered=queue.dead_lettered,
+            redriven=queue.redriven,
         )
 
 
@@ -736,6 +963,7 @@ def _record(queue: str, message: _Message) -> MessageRecord:
         receipt=message.receipt,
         deadline_at=message.deadline_at,
         consumer=message.consumer,
+        source_queue=message.source_queue,
     )
 
 
@@ -752,6 +980,12 @@ def _queue_record(queue: _Queue) -> QueueRecord:
         acked=queue.acked,
         expired=queue.expired,
         released=queue.released,
+        retention=queue.attributes.retention,
+        max_receives=queue.attributes.max_receives,
+        dead_letter_queue=queue.attributes.dead_letter_queue,
+        dropped=queue.dropped,
+        dead_lettered=queue.dead_lettered,
+        redriven=queue.redriven,
     )
 
 
@@ -769,4 +1003,5 @@ def _lease(message: _Message) -> Lease:
         first_received_at=message.first_received_at,
         lease_expires_at=message.deadline_at,
         consumer=message.consumer,
+        source_queue=message.source_queue,
     )

@@ -71,6 +71,13 @@ class LeaseLost(WonderQError):
     code = "lease_lost"
 
 
+class QueueInUse(WonderQError):
+    """The queue is another queue's dead-letter queue: deleting it would leave nowhere to put dead letters."""
+
+    status = 409
+    code = "queue_in_use"
+
+
 class MessageTooLarge(WonderQError):
     status = 413
     code = "message_too_large"

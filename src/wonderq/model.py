@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+DEFAULT_RETENTION = 345_600.0  # seconds a message may live unless its queue says otherwise (4 days, as in SQS)
+
 
 class State(enum.Enum):
     DELAYED = "delayed"  # sent with a delay that has not passed yet
@@ -17,12 +19,20 @@ class State(enum.Enum):
     LEASED = "leased"
 
 
+Attributes = tuple[tuple[str, str], ...]
+"""A message's attributes: (name, value) pairs sorted by name, each name once. A tuple so that it is frozen."""
+
+NO_ATTRIBUTES: Attributes = ()
+
+
 class Payload(NamedTuple):
-    """A message body as stored: the raw bytes and the media type they were sent with. A named tuple rather
-    than a frozen dataclass: recovery makes one per stored message, and a tuple is several times cheaper."""
+    """A message as its sender gave it: the raw body bytes, the media type they were sent with, and its
+    attributes. A named tuple rather than a frozen dataclass: recovery makes one per stored message, and a
+    tuple is several times cheaper."""
 
     data: bytes
     content_type: str
+    attributes: Attributes = NO_ATTRIBUTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,7 @@ class Lease:
     first_received_at: float  # epoch seconds of the first delivery (this one, when receive_count is 1)
     lease_expires_at: float  # epoch seconds
     consumer: str | None
+    source_queue: str | None = None  # the queue it was dead-lettered from, while it is in a dead-letter queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +75,7 @@ class MessageView:
     first_received_at: float | None  # epoch seconds; None until first delivered
     lease_expires_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
+    source_queue: str | None = None  # the queue it was dead-lettered from, while it is in a dead-letter queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +86,15 @@ class PeekPage:
 
 @dataclass(frozen=True, slots=True)
 class QueueAttributes:
+    """A queue's settings, as PUT /v1/queues/{name} sets them."""
+
     visibility_timeout: float  # seconds a receive leases a message for, unless the receive says otherwise
     max_in_flight: int = 0  # most messages leased at once; receives beyond it get nothing; 0: no limit
     delay: float = 0.0  # seconds a new message waits before it can be received, unless its send says otherwise
-    max_message_bytes: int = 0  # largest body this queue takes; 0: the server's MAX_MESSAGE_BYTES
+    max_message_bytes: int = 0  # largest message this queue takes; 0: the server's MAX_MESSAGE_BYTES
+    retention: float = DEFAULT_RETENTION  # seconds a message may live after its send; older ones are dropped
+    max_receives: int = 0  # deliveries a message gets before it moves to dead_letter_queue; 0: no limit
+    dead_letter_queue: str | None = None  # where messages go after max_receives deliveries
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +110,15 @@ class QueueStats:
     acked: int
     expired: int
     released: int
+    dropped: int  # messages older than the retention, removed
+    dead_lettered: int  # messages moved from this queue to its dead-letter queue
+    redriven: int  # messages moved out of this queue by a redrive
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveReport:
+    moved: int
+    skipped: int  # ready messages passed over: no destination was given and they have no source queue to go to
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +150,12 @@ class QueueRecord:
     acked: int
     expired: int
     released: int
+    retention: float = DEFAULT_RETENTION  # seconds
+    max_receives: int = 0  # 0: no limit
+    dead_letter_queue: str | None = None
+    dropped: int = 0
+    dead_lettered: int = 0
+    redriven: int = 0
 
 
 class MessageRecord(NamedTuple):
@@ -141,6 +173,7 @@ class MessageRecord(NamedTuple):
     receipt: str | None  # None unless leased
     deadline_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
+    source_queue: str | None = None  # the queue it was dead-lettered from
 
 
 class DedupRecord(NamedTuple):
@@ -155,8 +188,9 @@ class DedupRecord(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Changes:
     """Everything a batch of commands changed, as the journal applies it in one transaction, in this order:
-    delete `deleted_messages` (acked, purged, or in a deleted queue), insert `inserted_messages`, update the
-    lease fields of `updated_messages`, delete `deleted_queues`, write `queues`."""
+    delete `deleted_messages` (acked, purged, dropped, or in a deleted queue), insert `inserted_messages`, update
+    the changing fields (queue, delivery and lease) of `updated_messages`, delete `deleted_queues`, write
+    `queues`."""
 
     deleted_messages: tuple[str, ...] = ()  # ids
     inserted_messages: tuple[MessageRecord, ...] = ()

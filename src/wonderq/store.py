@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -19,9 +20,19 @@ from typing import IO, Literal
 
 from wonderq.errors import StorageFull, StorageUnavailable, WonderQError
 from wonderq.ids import ID_HEX_DIGITS
-from wonderq.model import Changes, DedupRecord, MessageRecord, Payload, QueueRecord, Snapshot
+from wonderq.model import (
+    DEFAULT_RETENTION,
+    NO_ATTRIBUTES,
+    Attributes,
+    Changes,
+    DedupRecord,
+    MessageRecord,
+    Payload,
+    QueueRecord,
+    Snapshot,
+)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 ID_FORMAT = f"0{ID_HEX_DIGITS}x"  # a stored id (an integer) back to its 16 hex digits
 DB_NAME = "wonderq.db"
 LOCK_NAME = "wonderq.lock"
@@ -34,7 +45,7 @@ HEADROOM_BYTES = 4 * 1024 * 1024
 
 Sync = Literal["full", "normal"]
 
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS queues (
     name TEXT PRIMARY KEY,
@@ -47,7 +58,13 @@ CREATE TABLE IF NOT EXISTS queues (
     received INTEGER NOT NULL,
     acked INTEGER NOT NULL,
     expired INTEGER NOT NULL,
-    released INTEGER NOT NULL
+    released INTEGER NOT NULL,
+    retention REAL NOT NULL DEFAULT {DEFAULT_RETENTION},
+    max_receives INTEGER NOT NULL DEFAULT 0,
+    dead_letter_queue TEXT,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    dead_lettered INTEGER NOT NULL DEFAULT 0,
+    redriven INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS dedup (
     queue TEXT NOT NULL,
@@ -68,9 +85,37 @@ CREATE TABLE IF NOT EXISTS messages (
     first_received_at REAL,
     receipt TEXT,
     deadline_at REAL,
-    consumer TEXT
+    consumer TEXT,
+    attributes TEXT,  -- a JSON object of strings; NULL when the message has none
+    source_queue TEXT  -- the queue it was dead-lettered from
 );
 """
+
+# How each older schema version becomes the next one: the statements run in one transaction at start-up. The
+# columns they add are the ones SCHEMA ends its tables with, in the same order.
+MIGRATIONS: dict[str, tuple[str, list[str]]] = {
+    "1": (
+        "2",
+        [
+            f"ALTER TABLE queues ADD COLUMN retention REAL NOT NULL DEFAULT {DEFAULT_RETENTION}",
+            "ALTER TABLE queues ADD COLUMN max_receives INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE queues ADD COLUMN dead_letter_queue TEXT",
+            "ALTER TABLE queues ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE queues ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE queues ADD COLUMN redriven INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE messages ADD COLUMN attributes TEXT",
+            "ALTER TABLE messages ADD COLUMN source_queue TEXT",
+        ],
+    ),
+}
+QUEUE_COLUMNS = (
+    "name, visibility_timeout, max_in_flight, delay, max_message_bytes, created_at, sent, received, acked, expired,"
+    " released, retention, max_receives, dead_letter_queue, dropped, dead_lettered, redriven"
+)  # in QueueRecord's field order
+MESSAGE_COLUMNS = (
+    "id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at, receipt,"
+    " deadline_at, consumer, attributes, source_queue"
+)
 
 
 class StoreError(Exception):
@@ -111,12 +156,7 @@ class SqliteStore:
                 hard_limit = int(max_bytes * (1 + HEADROOM)) + HEADROOM_BYTES
                 page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
                 self._db.execute(f"PRAGMA max_page_count = {max(1, hard_limit // page_size)}")
-            self._db.executescript(SCHEMA)
-            version = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if version is None:
-                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif version[0] != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: schema version {version[0]}, this WonderQ reads {SCHEMA_VERSION}")
+            self._open_schema()
             self._measure()
         except (sqlite3.Error, StoreError) as error:
             if hasattr(self, "_db"):
@@ -126,16 +166,38 @@ class SqliteStore:
                 raise
             raise StoreError(f"{self.path}: cannot open the store: {error}") from None
 
+    def _open_schema(self) -> None:
+        """Create the tables in a new file, or bring an older file's tables up to SCHEMA_VERSION."""
+        db = self._db
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() is not None
+        found = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() if exists else None
+        if found is None:
+            if exists and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
+                raise StoreError(f"{self.path}: the store has no schema version")
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            return
+        version = found[0]
+        if version != SCHEMA_VERSION and version not in MIGRATIONS:
+            raise StoreError(f"{self.path}: schema version {version}, this WonderQ reads {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            while version != SCHEMA_VERSION:
+                version, statements = MIGRATIONS[version]
+                for statement in statements:
+                    db.execute(statement)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def load(self) -> Snapshot:
         """Everything stored. The messages are streamed from the file in id order as they are consumed, so the
         whole store never sits in memory twice; consume them before the next call on this store."""
-        queues = tuple(
-            QueueRecord(*row)
-            for row in self._db.execute(
-                "SELECT name, visibility_timeout, max_in_flight, delay, max_message_bytes, created_at, sent, received,"
-                " acked, expired, released FROM queues"
-            )
-        )
+        queues = tuple(QueueRecord(*row) for row in self._db.execute(f"SELECT {QUEUE_COLUMNS} FROM queues"))
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
         dedup = tuple(
             DedupRecord(queue, dedup_id, format(message_id, ID_FORMAT), expires_at)
@@ -147,10 +209,7 @@ class SqliteStore:
 
     def _messages(self) -> Iterator[MessageRecord]:
         media_types: dict[str, str] = {}  # one string per content type, not one per message
-        rows = self._db.execute(
-            "SELECT id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at,"
-            " receipt, deadline_at, consumer FROM messages ORDER BY id"
-        )
+        rows = self._db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY id")
         for (
             number,
             queue,
@@ -164,11 +223,17 @@ class SqliteStore:
             receipt,
             deadline_at,
             consumer,
+            attributes,
+            source_queue,
         ) in rows:
             yield MessageRecord(
                 format(number, ID_FORMAT),
                 queue,
-                Payload(body, media_types.setdefault(media_type, media_type)),
+                Payload(
+                    body,
+                    media_types.setdefault(media_type, media_type),
+                    NO_ATTRIBUTES if attributes is None else _load_attributes(attributes),
+                ),
                 priority,
                 sent_at,
                 visible_at,
@@ -177,6 +242,7 @@ class SqliteStore:
                 receipt,
                 deadline_at,
                 consumer,
+                source_queue,
             )
 
     def commit(self, changes: Changes) -> None:
@@ -188,7 +254,7 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
             db.executemany(
-                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
                 (
                     (
                         int(m.id, 16),
@@ -203,15 +269,19 @@ class SqliteStore:
                         m.receipt,
                         m.deadline_at,
                         m.consumer,
+                        _dump_attributes(m.payload.attributes) if m.payload.attributes else None,
+                        m.source_queue,
                     )
                     for m in changes.inserted_messages
                 ),
             )
             db.executemany(
-                "UPDATE messages SET visible_at = ?, receive_count = ?, first_received_at = ?, receipt = ?,"
-                " deadline_at = ?, consumer = ? WHERE id = ?",
+                "UPDATE messages SET queue = ?, source_queue = ?, visible_at = ?, receive_count = ?,"
+                " first_received_at = ?, receipt = ?, deadline_at = ?, consumer = ? WHERE id = ?",
                 (
                     (
+                        m.queue,
+                        m.source_queue,
                         m.visible_at,
                         m.receive_count,
                         m.first_received_at,
@@ -227,7 +297,7 @@ class SqliteStore:
             db.executemany("DELETE FROM dedup WHERE queue = ?", ((name,) for name in changes.deleted_queues))
             db.executemany("DELETE FROM dedup WHERE queue = ? AND dedup_id = ?", changes.dedup_expired)
             db.executemany(
-                "INSERT OR REPLACE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 (
                     (
                         q.name,
@@ -241,6 +311,12 @@ class SqliteStore:
                         q.acked,
                         q.expired,
                         q.released,
+                        q.retention,
+                        q.max_receives,
+                        q.dead_letter_queue,
+                        q.dropped,
+                        q.dead_lettered,
+                        q.redriven,
                     )
                     for q in changes.queues
                 ),
@@ -303,7 +379,16 @@ class SqliteStore:
 
 def message_cost(payload: Payload) -> int:
     """Bytes one stored message is counted for against `max_bytes`."""
-    return len(payload.data) + len(payload.content_type) + ROW_OVERHEAD
+    attributes = sum(len(name) + len(value) for name, value in payload.attributes)  # characters: close enough
+    return len(payload.data) + len(payload.content_type) + attributes + ROW_OVERHEAD
+
+
+def _dump_attributes(attributes: Attributes) -> str:
+    return json.dumps(dict(attributes), ensure_ascii=False, separators=(",", ":"))
+
+
+def _load_attributes(text: str) -> Attributes:
+    return tuple(json.loads(text).items())  # stored sorted by name, as the message held them
 
 
 def storage_error(error: sqlite3.Error) -> WonderQError:

@@ -34,10 +34,11 @@ from wonderq.commands import (
     Purge,
     PutQueue,
     Receive,
+    Redrive,
     Send,
 )
 from wonderq.config import Settings
-from wonderq.core import MAX_PEEK, check_queue_name
+from wonderq.core import MAX_PEEK, MAX_REDRIVE, check_queue_name, make_attributes
 from wonderq.errors import (
     InvalidBody,
     InvalidParameter,
@@ -47,12 +48,14 @@ from wonderq.errors import (
     RouteNotFound,
     WonderQError,
 )
-from wonderq.model import Lease, MessageView, Outgoing, Payload, QueueStats, State
+from wonderq.model import Attributes, Lease, MessageView, Outgoing, Payload, QueueStats, State
 
 log = logging.getLogger("wonderq.web")
 
 CLASSIC_QUEUE = "default"  # the queue the classic routes (/addMessage, ...) work on
 IDEMPOTENCY_HEADER = "Idempotency-Key"  # on a single send: its dedup id
+ATTRIBUTE_PARAMETER = "attribute."  # on a single send, `?attribute.<name>=<value>` gives the message an attribute
+MAX_REDRIVE_MESSAGES = 2**31 - 1  # the largest `max` a redrive takes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -118,6 +121,14 @@ class QueueAttributesIn(_Strict):
     max_in_flight: int | None = None
     delay: float | None = None
     max_message_bytes: int | None = None
+    retention: float | None = None
+    max_receives: int | None = None
+    dead_letter_queue: str | None = None  # null removes it
+
+
+class RedriveIn(_Strict):
+    destination: str | None = None  # None: each message's source queue
+    max: Annotated[int, Field(ge=1, le=MAX_REDRIVE_MESSAGES)] | None = None  # None: every ready message
 
 
 class SendParamsIn(_Strict):
@@ -141,6 +152,7 @@ class BatchEntryIn(_Strict):
     delay: float | None = None
     priority: int = 0
     dedup_id: str | None = None
+    attributes: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> BatchEntryIn:
@@ -180,18 +192,19 @@ def _json_text(value: JsonValue, where: str) -> bytes:
 
 def _entry_payload(index: int, entry: BatchEntryIn) -> Payload:
     where = f"message {index}"
+    attributes = make_attributes(entry.attributes)
     if entry.body_base64 is not None:
         try:
             data = base64.b64decode(entry.body_base64, validate=True)
         except binascii.Error:
             raise InvalidBody(f"{where}: body_base64 is not valid base64") from None
-        return make_payload(data, entry.content_type or DEFAULT_CONTENT_TYPE, where)
+        return make_payload(data, entry.content_type or DEFAULT_CONTENT_TYPE, where)._replace(attributes=attributes)
     content_type = entry.content_type or "application/json"
     encoding = encoding_of(content_type)
     if encoding == "json":
-        return Payload(_json_text(entry.body, where), content_type)  # valid by construction
+        return Payload(_json_text(entry.body, where), content_type, attributes)  # valid by construction
     if encoding == "text" and isinstance(entry.body, str):
-        return Payload(entry.body.encode("utf-8"), content_type)
+        return Payload(entry.body.encode("utf-8"), content_type, attributes)
     raise InvalidBody(f"{where}: a body of type {content_type} must be given as a string (text/*) or as body_base64")
 
 
@@ -214,6 +227,9 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
             "max_in_flight": stats.attributes.max_in_flight,
             "delay": stats.attributes.delay,
             "max_message_bytes": stats.attributes.max_message_bytes,
+            "retention": stats.attributes.retention,
+            "max_receives": stats.attributes.max_receives,
+            "dead_letter_queue": stats.attributes.dead_letter_queue,
         },
         "created_at": stats.created_at,
         "ready": stats.ready,
@@ -224,6 +240,9 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
         "acked": stats.acked,
         "expired": stats.expired,
         "released": stats.released,
+        "dropped": stats.dropped,
+        "dead_lettered": stats.dead_lettered,
+        "redriven": stats.redriven,
     }
 
 
@@ -232,12 +251,14 @@ def _message_fields(message: Lease | MessageView) -> dict[str, Any]:
     return {
         **render_body(message.payload),
         "content_type": message.payload.content_type,
+        "attributes": dict(message.payload.attributes),
         "priority": message.priority,
         "receive_count": message.receive_count,
         "sent_at": message.sent_at,
         "first_received_at": message.first_received_at,
         "lease_expires_at": message.lease_expires_at,
         "consumer": message.consumer,
+        "source_queue": message.source_queue,
     }
 
 
@@ -283,11 +304,23 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
                 raise InvalidBody(f"the body is not valid JSON: {_describe(error)}") from None
             raise InvalidParameter(_describe(error)) from None
 
-    def from_query(model: type[_Strict], extra: Mapping[str, Any] | None = None) -> Any:
+    def from_query(model: type[_Strict], extra: Mapping[str, Any] | None = None, *, skip: str = "\0") -> Any:
+        """The query parameters (but those starting with `skip`) as `model`, with `extra` on top."""
+        given = {key: value for key, value in request.args.items() if not key.startswith(skip)}
         try:
-            return model.model_validate({**request.args.to_dict(), **(extra or {})})
+            return model.model_validate({**given, **(extra or {})})
         except ValidationError as error:
             raise InvalidParameter(_describe(error)) from None
+
+    def attributes_from_query() -> Attributes:
+        given: dict[str, str] = {}
+        for key, values in request.args.lists():
+            if key.startswith(ATTRIBUTE_PARAMETER):
+                name = key.removeprefix(ATTRIBUTE_PARAMETER)
+                if len(values) > 1:
+                    raise InvalidParameter(f"attribute {name[:100]!r} is given {len(values)} times")
+                given[name] = values[0]
+        return make_attributes(given)
 
     async def read_message_body() -> Payload:
         """The raw request body as one message: capped at max_message_bytes while it streams in."""
@@ -355,6 +388,9 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     async def put_queue(name: str) -> Response:
         check_queue_name(name)
         attributes = await read_json(QueueAttributesIn, required=False)
+        dead_letter_queue = attributes.dead_letter_queue
+        if dead_letter_queue is None and "dead_letter_queue" in attributes.model_fields_set:
+            dead_letter_queue = ""  # null: remove it
         stats, created = await handle.ask(
             PutQueue(
                 name,
@@ -362,6 +398,9 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
                 attributes.max_in_flight,
                 attributes.delay,
                 attributes.max_message_bytes,
+                attributes.retention,
+                attributes.max_receives,
+                dead_letter_queue,
             )
         )
         return json_response(render_stats(stats), 201 if created else 200)
@@ -379,13 +418,31 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     async def purge(name: str) -> Response:
         return json_response({"purged": await handle.ask(Purge(name))})
 
+    @app.post("/v1/queues/<name>/redrive")
+    async def redrive(name: str) -> Response:
+        check_queue_name(name)
+        body = await read_json(RedriveIn, required=False)
+        if body.destination is not None:
+            check_queue_name(body.destination)
+        wanted = body.max if body.max is not None else MAX_REDRIVE_MESSAGES
+        moved = 0
+        while True:
+            # In steps of at most MAX_REDRIVE messages, so that other commands go between them and no single
+            # commit grows without bound.
+            step = min(MAX_REDRIVE, wanted - moved)
+            report = await handle.ask(Redrive(name, body.destination, step))
+            moved += report.moved
+            if report.moved < step or moved == wanted:
+                return json_response({"moved": moved, "skipped": report.skipped})
+
     # ---- messages ----
 
     @app.post("/v1/queues/<name>/messages")
     async def send(name: str) -> Response:
         check_queue_name(name)
-        options = from_query(SendParamsIn)
-        payload = await read_message_body()
+        options = from_query(SendParamsIn, skip=ATTRIBUTE_PARAMETER)
+        attributes = attributes_from_query()
+        payload = (await read_message_body())._replace(attributes=attributes)
         key = request.headers.get(IDEMPOTENCY_HEADER)
         ids = await handle.ask(Send(name, (Outgoing(payload, options.delay, options.priority, key),)))
         return json_response({"id": ids[0]}, 201)
