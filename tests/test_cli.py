@@ -154,6 +154,46 @@ def test_ack_receipts(server: ServerProcess, client: Client, queue: str) -> None
     assert wonderq(server, "ack", queue).exit_code == 2  # at least one receipt
 
 
+def test_send_with_attributes(server: ServerProcess, client: Client, queue: str) -> None:
+    result = wonderq(server, "send", queue, "hi", "--attribute", "kind=greeting", "--attribute", "note=a=b")
+    assert result.exit_code == 0, result.output
+    (message,) = client.receive(queue)
+    assert dict(message.attributes) == {"kind": "greeting", "note": "a=b"}
+    for bad in ("no-equals", "bad name=x"):
+        failed = wonderq(server, "send", queue, "hi", "--attribute", bad)
+        assert failed.exit_code != 0
+    assert client.get_queue(queue)["sent"] == 1
+    assert wonderq(server, "send", queue, "x", "--attribute", "a=1", "--attribute", "a=2").exit_code == 2
+
+
+def test_create_dead_letter_and_redrive(server: ServerProcess, client: Client, queue: str) -> None:
+    dlq = f"{queue}-dlq"
+    assert wonderq(server, "create", dlq).exit_code == 0
+    result = wonderq(
+        server, "create", queue, "--max-receives", "1", "--dead-letter-queue", dlq, "--retention", "3600",
+        "--visibility-timeout", "30",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    attributes = json.loads(result.stdout)["attributes"]
+    assert (attributes["max_receives"], attributes["dead_letter_queue"], attributes["retention"]) == (1, dlq, 3600)
+    client.send_batch(queue, ["a", "b"])
+    for message in client.receive(queue, max=2):
+        client.change_visibility(queue, message.id, message.receipt, 0)
+    received = wonderq(server, "receive", dlq, "--max", "1", "--visibility-timeout", "0.001")
+    assert [(line["body"], line["source_queue"]) for line in lines_of(received)] == [("a", queue)]
+    moved = wonderq(server, "redrive", dlq, "--max", "1")
+    assert (moved.exit_code, json.loads(moved.stdout)) == (0, {"moved": 1, "skipped": 0})
+    assert_fails(wonderq(server, "redrive", dlq, "--to", "missing-" + queue), "queue_not_found")
+    assert_fails(wonderq(server, "create", queue, "--retention", "5"), "invalid_parameter")
+    assert_fails(
+        wonderq(server, "create", queue, "--max-receives", "2", "--dead-letter-queue", ""), "invalid_parameter"
+    )
+    assert wonderq(server, "redrive", dlq, "--max", "0").exit_code == 2
+    cleared = wonderq(server, "create", queue, "--max-receives", "0", "--dead-letter-queue", "")
+    assert json.loads(cleared.stdout)["attributes"]["dead_letter_queue"] is None
+    assert client.get_queue(queue)["ready"] == 1
+
+
 def test_queues_table(server: ServerProcess, client: Client, queue: str) -> None:
     client.create_queue(queue, visibility_timeout=12.5)
     client.send_batch(queue, ["a", "b", "c"])

@@ -25,6 +25,8 @@ from wonderq.client import (
     AsyncClient,
     Call,
     Client,
+    OutgoingMessage,
+    RedriveResult,
     WonderQClientError,
     WonderQConnectionError,
     batch_entry,
@@ -54,6 +56,17 @@ def test_batch_entries() -> None:
     assert batch_entry(b"\x00") == {"body_base64": base64.b64encode(b"\x00").decode()}
     assert batch_entry("hi") == {"body": "hi", "content_type": "text/plain; charset=utf-8"}
     assert batch_entry(None) == {"body": None}
+    assert batch_entry(OutgoingMessage({"a": 1}, attributes={"k": "v"}, priority=2, dedup_id="d")) == {
+        "body": {"a": 1},
+        "attributes": {"k": "v"},
+        "priority": 2,
+        "dedup_id": "d",
+    }
+    assert batch_entry(OutgoingMessage("<a/>", content_type="application/xml", delay=1)) == {
+        "body_base64": base64.b64encode(b"<a/>").decode(),
+        "content_type": "application/xml",
+        "delay": 1,
+    }
 
 
 def test_paths_are_escaped_so_every_name_reaches_the_server() -> None:
@@ -177,6 +190,48 @@ async def test_queue_lifecycle(api: AsyncClient, queue: str) -> None:
         await api.get_queue(queue)
     assert (raised.value.status, raised.value.code) == (404, "queue_not_found")
     assert queue not in [stats["name"] for stats in await api.list_queues()]
+
+
+async def test_dead_letters_attributes_retention_and_redrive(api: AsyncClient, queue: str) -> None:
+    dlq = f"{queue}-dlq"
+    await api.create_queue(dlq, retention=1_209_600)
+    stats, _ = await api.create_queue(queue, max_receives=1, dead_letter_queue=dlq, retention=60, visibility_timeout=30)
+    assert {key: stats["attributes"][key] for key in ("max_receives", "dead_letter_queue", "retention")} == {
+        "max_receives": 1,
+        "dead_letter_queue": dlq,
+        "retention": 60,
+    }
+    single = await api.send(queue, "one", attributes={"kind": "single", "n": "1"})
+    first, second = await api.send_batch(
+        queue, [OutgoingMessage("two", attributes={"kind": "batch"}, priority=-1), "three"], priority=5
+    )
+    leases = await api.receive(queue, max=3)
+    assert [(m.id, m.priority, dict(m.attributes)) for m in leases] == [
+        (first, -1, {"kind": "batch"}),
+        (single, 0, {"kind": "single", "n": "1"}),
+        (second, 5, {}),
+    ]
+    for lease in leases:
+        await api.change_visibility(queue, lease.id, lease.receipt, 0)  # the only delivery allowed: dead letters
+    page = await api.peek(dlq)
+    assert [(m.id, m.source_queue, m.receive_count) for m in page.messages] == [
+        (single, queue, 1),
+        (first, queue, 1),
+        (second, queue, 1),
+    ]
+    assert dict(page.messages[0].attributes) == {"kind": "single", "n": "1"}
+    with pytest.raises(WonderQClientError) as raised:
+        await api.delete_queue(dlq)
+    assert (raised.value.status, raised.value.code) == (409, "queue_in_use")
+    assert await api.redrive(dlq, max=2) == RedriveResult(moved=2, skipped=0)
+    with pytest.raises(WonderQClientError) as raised:
+        await api.redrive(dlq, destination=dlq)
+    assert (raised.value.status, raised.value.code) == (400, "invalid_parameter")
+    stats, _ = await api.create_queue(queue, max_receives=0, dead_letter_queue="")
+    assert stats["attributes"]["dead_letter_queue"] is None
+    assert await api.redrive(dlq) == RedriveResult(moved=1, skipped=0)
+    assert (await api.get_queue(queue))["ready"] == 3
+    await api.delete_queue(dlq)
 
 
 async def test_bodies_round_trip_by_type(api: AsyncClient, queue: str) -> None:

@@ -1,9 +1,13 @@
 """Hypothesis drives the core and a naive model side by side with random sends, receives, acks, visibility
-changes, purges, expiries, jumps in time, and restarts through the real journal; they must agree on every
-answer.
+changes, purges, redrives, expiries, jumps in time, and restarts through the real journal; they must agree on
+every answer.
 
-The invariants: no message is in two places; no message is leased twice at once; an acked or purged message
-never comes back; messages are delivered in send order; counts match; a restart changes nothing.
+Queue "a" dead-letters to "dlq" after MAX_RECEIVES deliveries; "b" and "dlq" have short retentions, so that
+messages are dropped within a run.
+
+The invariants: no message is in two places; no message is leased twice at once; an acked, purged or dropped
+message never comes back; messages are delivered by priority, then in send order; counts match; dead letters
+keep their message; a restart changes nothing.
 """
 
 from __future__ import annotations
@@ -22,19 +26,25 @@ from tests.helpers import limits
 from wonderq.core import DEDUP_WINDOW, Core
 from wonderq.errors import LeaseLost, MessageNotFound
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import Outgoing, Payload, State
+from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, RedriveReport, State
 from wonderq.store import SqliteStore
 
-QUEUES = ("a", "b")
-IN_FLIGHT = {"a": 0, "b": 3}  # max_in_flight of each queue (0: no limit)
-QUEUE_DELAY = {"a": 0.0, "b": 1.0}  # each queue's default delay, seconds
+QUEUES = ("a", "b", "dlq")
+IN_FLIGHT = {"a": 0, "b": 3, "dlq": 0}  # max_in_flight of each queue (0: no limit)
+QUEUE_DELAY = {"a": 0.0, "b": 1.0, "dlq": 0.0}  # each queue's default delay, seconds
+RETENTION = {"a": DEFAULT_RETENTION, "b": 60.0, "dlq": 900.0}  # seconds
+MAX_RECEIVES = 1  # of queue "a", whose dead-letter queue is "dlq": low, so that runs dead-letter often
+ATTRIBUTES = ((), (("k", "v"),), (("a", ""), ("z", "é")))
 
 
 @dataclass
 class ModelMessage:
     body: bytes
+    attributes: tuple[tuple[str, str], ...]
+    sent_at: float
     priority: int = 0
     visible_at: float = 0.0  # epoch seconds before which it is delayed
+    source_queue: str | None = None
     receive_count: int = 0
     first_received_at: float | None = None
     receipt: str | None = None
@@ -60,6 +70,7 @@ class CoreVersusModel(RuleBasedStateMachine):
         self.receipts: list[tuple[str, str, str]] = []  # (queue, id, receipt) of every delivery ever
         self.counter = 0
         self.expired = dict.fromkeys(QUEUES, 0)
+        self.dropped = dict.fromkeys(QUEUES, 0)
         self.dedup: dict[str, dict[str, tuple[str, float]]] = {name: {} for name in QUEUES}  # key -> (id, until)
 
     def new_core(self, floor: str | None) -> Core:
@@ -76,11 +87,20 @@ class CoreVersusModel(RuleBasedStateMachine):
 
     @initialize()
     def make_queues(self) -> None:
-        for name in QUEUES:
+        for name in reversed(QUEUES):  # the dead-letter queue first
             self.core.put_queue(
-                name, visibility_timeout=10, max_in_flight=IN_FLIGHT[name], delay=QUEUE_DELAY[name], now=self.now
+                name,
+                visibility_timeout=10,
+                max_in_flight=IN_FLIGHT[name],
+                delay=QUEUE_DELAY[name],
+                retention=RETENTION[name],
+                max_receives=MAX_RECEIVES if name == "a" else None,
+                dead_letter_queue="dlq" if name == "a" else None,
+                now=self.now,
             )
             self.model[name] = {}
+        for name in QUEUES:  # a few messages from the start, so that every run has something to deliver
+            self.send(name, [(None, 0, None, ())] * 3)
 
     @rule(
         queue=st.sampled_from(QUEUES),
@@ -89,16 +109,20 @@ class CoreVersusModel(RuleBasedStateMachine):
                 st.sampled_from([None, 0.0, 0.5, 2.0]),
                 st.sampled_from([0, 0, -1, 3]),
                 st.sampled_from([None, None, "d1", "d2"]),
+                st.sampled_from(ATTRIBUTES),
             ),
             min_size=1,
             max_size=5,
         ),
     )
-    def send(self, queue: str, options: list[tuple[float | None, int, str | None]]) -> None:
+    def send(
+        self, queue: str, options: list[tuple[float | None, int, str | None, tuple[tuple[str, str], ...]]]
+    ) -> None:
         outgoing = []
-        for delay, priority, dedup_id in options:
+        for delay, priority, dedup_id, attributes in options:
             self.counter += 1
-            outgoing.append(Outgoing(Payload(f"m{self.counter}".encode(), "text/plain"), delay, priority, dedup_id))
+            payload = Payload(f"m{self.counter}".encode(), "text/plain", attributes)
+            outgoing.append(Outgoing(payload, delay, priority, dedup_id))
         ids = self.core.send_batch(queue, outgoing, now=self.now)
         remembered = self.dedup[queue]
         for message_id, entry in zip(ids, outgoing, strict=True):
@@ -109,7 +133,9 @@ class CoreVersusModel(RuleBasedStateMachine):
             assert message_id not in self.gone
             assert all(message_id not in messages for messages in self.model.values())
             delay = QUEUE_DELAY[queue] if entry.delay is None else entry.delay
-            self.model[queue][message_id] = ModelMessage(entry.payload.data, entry.priority, self.now + delay)
+            self.model[queue][message_id] = ModelMessage(
+                entry.payload.data, entry.payload.attributes, self.now, entry.priority, self.now + delay
+            )
             if key is not None:
                 remembered[key] = (message_id, self.now + DEDUP_WINDOW)
 
@@ -139,6 +165,8 @@ class CoreVersusModel(RuleBasedStateMachine):
             message.receipt = lease.receipt
             message.deadline_at = self.now + seconds
             assert lease.payload.data == message.body
+            assert lease.payload.attributes == message.attributes
+            assert lease.source_queue == message.source_queue
             assert lease.receive_count == message.receive_count
             assert lease.lease_expires_at == message.deadline_at
             assert all(lease.receipt != known for _, _, known in self.receipts)
@@ -181,6 +209,7 @@ class CoreVersusModel(RuleBasedStateMachine):
             if seconds == 0:
                 assert deadline is None
                 message.receipt = None
+                self.lease_ended(queue, message_id)
             else:
                 assert deadline == self.now + seconds
                 message.deadline_at = self.now + seconds
@@ -191,14 +220,59 @@ class CoreVersusModel(RuleBasedStateMachine):
         self.gone.update(self.model[queue])
         self.model[queue] = {}
 
-    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 2.5, 10.0, 300.0]))
+    @rule(destination=st.sampled_from([None, None, "b"]), limit=st.integers(1, 5))
+    def redrive(self, destination: str | None, limit: int) -> None:
+        report = self.core.redrive("dlq", destination=destination, limit=limit, now=self.now)
+        messages = self.model["dlq"]
+        ready = sorted(
+            (m.priority, i) for i, m in messages.items() if not m.leased(self.now) and not m.delayed(self.now)
+        )
+        moved = skipped = 0
+        for _, message_id in ready:
+            if moved == limit:
+                break
+            message = messages[message_id]
+            target = destination or message.source_queue
+            if target is None:
+                skipped += 1
+                continue
+            del messages[message_id]
+            message.receive_count = 0
+            message.first_received_at = None
+            message.source_queue = None
+            message.receipt = None
+            self.model[target][message_id] = message
+            moved += 1
+        assert report == RedriveReport(moved=moved, skipped=skipped)
+        self.drop_old()
+
+    def lease_ended(self, queue: str, message_id: str) -> None:
+        """A lease of a message in `queue` ended without an ack: after MAX_RECEIVES in "a" it is a dead letter."""
+        message = self.model[queue][message_id]
+        if queue == "a" and message.receive_count >= MAX_RECEIVES:
+            del self.model[queue][message_id]
+            message.source_queue = queue
+            self.model["dlq"][message_id] = message
+            self.drop_old()  # it may be older than the dead-letter queue's retention
+
+    def drop_old(self) -> None:
+        for queue, messages in self.model.items():
+            for message_id in [i for i, m in messages.items() if m.sent_at + RETENTION[queue] <= self.now]:
+                del messages[message_id]
+                self.gone.add(message_id)
+                self.dropped[queue] += 1
+
+    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 2.5, 10.0, 50.0, 300.0]))
     def advance(self, seconds: float) -> None:
         self.now += seconds
+        self.drop_old()
         for queue, messages in self.model.items():
-            for message in messages.values():
+            for message_id, message in list(messages.items()):
                 if message.receipt is not None and not message.leased(self.now):
                     message.receipt = None  # the lease ended: every later call sees it ready
                     self.expired[queue] += 1
+                    self.lease_ended(queue, message_id)
+        self.drop_old()  # dead letters older than the dead-letter queue's retention
 
     @rule()
     def commit(self) -> None:
@@ -231,6 +305,7 @@ class CoreVersusModel(RuleBasedStateMachine):
                 len(delayed),
             )
             assert stats.expired == self.expired[queue]
+            assert stats.dropped == self.dropped[queue]
             page = self.core.peek(queue, state=None, limit=1000, after=None, now=self.now)
             assert [v.id for v in page.messages] == sorted(messages)  # each message once, none gone
             for view in page.messages:
@@ -239,8 +314,11 @@ class CoreVersusModel(RuleBasedStateMachine):
                 assert view.priority == messages[view.id].priority
                 assert view.receive_count == messages[view.id].receive_count
                 assert view.first_received_at == messages[view.id].first_received_at
+                assert view.source_queue == messages[view.id].source_queue
+                assert view.payload.attributes == messages[view.id].attributes
+                assert view.sent_at == messages[view.id].sent_at
             assert not self.gone & {v.id for v in page.messages}
 
 
-CoreVersusModel.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+CoreVersusModel.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
 TestCoreVersusModel = CoreVersusModel.TestCase

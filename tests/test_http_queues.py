@@ -10,8 +10,8 @@ from quart.typing import TestClientProtocol as Client
 from trio.testing import MockClock
 
 from tests.test_http import (
-    DEFAULT_ATTRIBUTES,
     COUNTERS,
+    DEFAULT_ATTRIBUTES,
     DEFAULT_VISIBILITY_TIMEOUT,
     ack,
     change_visibility,
@@ -51,7 +51,10 @@ async def test_put_creates_with_201_then_updates_with_200(client: Client, autoju
     # Without attributes (no body, or an empty object) an existing queue stays as it is.
     assert await check(await client.put(queue_path("q")), 200) == await stats(client)
     assert (await put_queue(client, "q", 200))["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 30.0}
-    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {**DEFAULT_ATTRIBUTES, "visibility_timeout": 30.0}
+    assert (await put_queue(client, "q", 200, visibility_timeout=None))["attributes"] == {
+        **DEFAULT_ATTRIBUTES,
+        "visibility_timeout": 30.0,
+    }
     assert await put_queue(client, "other", visibility_timeout=5) == fresh_stats("other", 5.0, wall_now())
 
 

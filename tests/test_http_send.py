@@ -14,7 +14,6 @@ from trio.testing import MockClock
 
 from tests.test_http import (
     DEFAULT_ATTRIBUTES,
-    DEFAULT_VISIBILITY_TIMEOUT,
     TEXT,
     check,
     check_error,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import limits, text
-from wonderq.core import Core
-from wonderq.errors import StorageFull
+from wonderq.core import MAX_RETENTION, Core
+from wonderq.errors import QueueInUse, StorageFull
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import Outgoing, Payload, State
+from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, State
 from wonderq.store import DB_NAME, SqliteStore, StoreError, backup, message_cost
 
 T0 = 1_000.0
@@ -53,6 +53,7 @@ def everything(core: Core, now: float) -> list[tuple[object, ...]]:
                 v.first_received_at,
                 v.lease_expires_at,
                 v.consumer,
+                v.source_queue,
             )
             for v in page.messages
         )
@@ -103,6 +104,41 @@ def test_round_trip_keeps_messages_leases_counters_and_attributes(store: SqliteS
     assert (stats.attributes.visibility_timeout, stats.attributes.max_in_flight) == (7, 5)
     assert stats.attributes.max_message_bytes == 900
     assert (stats.sent, stats.acked) == (3, 2)
+
+
+def test_round_trip_keeps_dead_letters_retention_and_message_attributes(store: SqliteStore) -> None:
+    core = journaled_core()
+    core.put_queue("dlq", visibility_timeout=None, retention=MAX_RETENTION, now=T0)
+    core.put_queue("q", visibility_timeout=5, max_receives=1, dead_letter_queue="dlq", retention=600, now=T0)
+    dead, alive = core.send_batch(
+        "q",
+        [Payload(b"a", "text/plain", (("kind", "d\u00e9j\u00e0"), ("n", ""))), Payload(b"b", "text/plain")],
+        now=T0,
+    )
+    core.receive("q", max_messages=1, visibility_timeout=None, consumer=None, now=T0)
+    core.expire(now=T0 + 5)  # `dead` moves to the dead-letter queue
+    core.send("old", text("x"), now=T0)
+    core.put_queue("old", visibility_timeout=None, retention=60, now=T0)
+    core.expire(now=T0 + 60)  # dropped
+    before = everything(core, T0 + 60)
+    restored = reopen(store, core)
+    assert everything(restored, T0 + 60) == before
+    stats = restored.queue_stats("q", now=T0 + 60)
+    assert (stats.attributes.max_receives, stats.attributes.dead_letter_queue, stats.attributes.retention) == (
+        1,
+        "dlq",
+        600,
+    )
+    assert (stats.dead_lettered, restored.queue_stats("old", now=T0 + 60).dropped) == (1, 1)
+    (view,) = restored.peek("dlq", state=None, limit=10, after=None, now=T0 + 60).messages
+    assert (view.id, view.source_queue, view.payload.attributes) == (dead, "q", (("kind", "d\u00e9j\u00e0"), ("n", "")))
+    with pytest.raises(QueueInUse):  # the dead-letter queue is still known to be named after the restart
+        restored.delete_queue("dlq", now=T0 + 60)
+    assert restored.redrive("dlq", destination=None, limit=10, now=T0 + 60).moved == 1
+    again = reopen(store, restored)
+    assert [v.id for v in again.peek("q", state=None, limit=10, after=None, now=T0 + 60).messages] == [dead, alive]
+    assert again.queue_stats("dlq", now=T0 + 60).redriven == 1
+    assert again.queue_stats("q", now=T0 + 600).dropped == 2  # retention still counts from the first send
 
 
 def test_a_lease_past_its_deadline_ends_after_the_restart(store: SqliteStore) -> None:
@@ -236,6 +272,77 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = '999' WHERE key = 'schema'")
     with pytest.raises(StoreError, match="schema version 999"):
         SqliteStore(tmp_path)
+
+
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE queues (
+    name TEXT PRIMARY KEY, visibility_timeout REAL NOT NULL, max_in_flight INTEGER NOT NULL, delay REAL NOT NULL,
+    max_message_bytes INTEGER NOT NULL, created_at REAL NOT NULL, sent INTEGER NOT NULL, received INTEGER NOT NULL,
+    acked INTEGER NOT NULL, expired INTEGER NOT NULL, released INTEGER NOT NULL
+);
+CREATE TABLE dedup (
+    queue TEXT NOT NULL, dedup_id TEXT NOT NULL, message_id INTEGER NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (queue, dedup_id)
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY, queue TEXT NOT NULL, body BLOB NOT NULL, content_type TEXT NOT NULL,
+    priority INTEGER NOT NULL, sent_at REAL NOT NULL, visible_at REAL, receive_count INTEGER NOT NULL,
+    first_received_at REAL, receipt TEXT, deadline_at REAL, consumer TEXT
+);
+INSERT INTO meta VALUES ('schema', '1'), ('last_id', '00000000000003e9');
+INSERT INTO queues VALUES ('jobs', 7.0, 2, 0.0, 0, 1000.0, 2, 1, 0, 0, 0);
+INSERT INTO messages VALUES (1000, 'jobs', X'6869', 'text/plain', 0, 1000.0, NULL, 1, 1000.0, '3e8.t1', 1030.0, 'w');
+INSERT INTO messages VALUES (1001, 'jobs', X'7468657265', 'text/plain', 0, 1000.0, NULL, 0, NULL, NULL, NULL, NULL);
+"""  # the layout of WonderQ's first store, with two messages (one leased)
+
+
+def test_a_store_of_schema_1_is_migrated_and_keeps_everything(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.executescript(SCHEMA_1)
+    store = SqliteStore(tmp_path)
+    try:
+        core = journaled_core(floor=store.load().last_id)
+        core.restore(store.load())
+        stats = core.queue_stats("jobs", now=T0)
+        assert (stats.attributes.visibility_timeout, stats.attributes.max_in_flight) == (7, 2)
+        assert (stats.attributes.retention, stats.attributes.max_receives, stats.attributes.dead_letter_queue) == (
+            DEFAULT_RETENTION,
+            0,
+            None,
+        )
+        assert (stats.ready, stats.leased, stats.sent, stats.dropped) == (1, 1, 2, 0)
+        views = core.peek("jobs", state=None, limit=10, after=None, now=T0).messages
+        assert [(v.payload, v.receive_count, v.consumer, v.source_queue) for v in views] == [
+            (Payload(b"hi", "text/plain"), 1, "w", None),
+            (Payload(b"there", "text/plain"), 0, None, None),
+        ]
+        core.ack("jobs", views[0].id, "3e8.t1", now=T0)  # a receipt from before the migration still works
+        core.send("jobs", Payload(b"new", "text/plain", (("k", "v"),)), now=T0)
+        store.commit(core.drain_changes())
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("2",)
+    reopened = SqliteStore(tmp_path)  # a migrated store opens as it is
+    try:
+        messages = list(reopened.load().messages)
+        assert [(m.payload.data, m.payload.attributes) for m in messages] == [(b"there", ()), (b"new", (("k", "v"),))]
+    finally:
+        reopened.close()
+
+
+def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.executescript(SCHEMA_1)
+    broken = {"1": ("2", ["ALTER TABLE queues ADD COLUMN retention REAL", "ALTER TABLE nowhere ADD COLUMN x"])}
+    monkeypatch.setattr("wonderq.store.MIGRATIONS", broken)
+    with pytest.raises(StoreError, match="nowhere"):
+        SqliteStore(tmp_path)
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == ("1",)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(queues)")]
+    assert "retention" not in columns  # the first statement was rolled back too
 
 
 def test_compaction_gives_the_disk_back_after_a_drain(store: SqliteStore) -> None:

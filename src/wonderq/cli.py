@@ -187,7 +187,21 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
         "first_received_at": message.first_received_at,
         "lease_expires_at": message.lease_expires_at,
         "consumer": message.consumer,
+        "attributes": dict(message.attributes),
+        "source_queue": message.source_queue,
     }
+
+
+def _attributes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    for value in values:
+        name, equals, text = value.partition("=")
+        if not equals:
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE")
+        if name in attributes:
+            raise click.BadParameter(f"attribute {name!r} is given twice")
+        attributes[name] = text
+    return attributes
 
 
 @main.command()
@@ -198,6 +212,14 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
 @click.option("--delay", type=float, help="Seconds before it can be received (0 to 900) [default: the queue's].")
 @click.option("--priority", type=int, help="Lower goes first [default: 0].")
 @click.option("--idempotency-key", help="A retry with the same key within 5 minutes returns the first id.")
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=_attributes,
+    help="A message attribute; repeat for more (at most 10).",
+)
 @_reports_errors
 def send(
     queue: str,
@@ -207,6 +229,7 @@ def send(
     delay: float | None,
     priority: int | None,
     idempotency_key: str | None,
+    attributes: dict[str, str],
 ) -> None:
     """Send BODY to QUEUE and print the new message's id.
 
@@ -219,7 +242,15 @@ def send(
     data: str | bytes = sys.stdin.buffer.read() if body is None or body == "-" else body
     with _client() as client:
         click.echo(
-            client.send(queue, data, content_type, delay=delay, priority=priority, idempotency_key=idempotency_key)
+            client.send(
+                queue,
+                data,
+                content_type,
+                delay=delay,
+                priority=priority,
+                idempotency_key=idempotency_key,
+                attributes=attributes,
+            )
         )
 
 
@@ -289,6 +320,37 @@ def queues() -> None:
         numbers = [str(stats[key]) for key in counts[:-1]]
         table.add_row(stats["name"], *numbers, f"{stats['attributes']['visibility_timeout']:g}s")
     Console().print(table)
+
+
+@main.command()
+@click.argument("queue")
+@click.option("--visibility-timeout", type=float, help="Seconds a receive leases a message for.")
+@click.option("--max-in-flight", type=int, help="Most messages leased at once; 0 for no limit.")
+@click.option("--delay", type=float, help="Seconds before a new message can be received (0 to 900).")
+@click.option("--max-message-bytes", type=int, help="Largest message; 0 for the server's limit.")
+@click.option("--retention", type=float, help="Seconds a message may live (60 to 1209600).")
+@click.option("--max-receives", type=int, help="Deliveries before a message is dead-lettered; 0 for no limit.")
+@click.option("--dead-letter-queue", help='Where messages go after --max-receives deliveries; "" removes it.')
+@_reports_errors
+def create(queue: str, **attributes: Any) -> None:
+    """Create QUEUE, or update the attributes given on an existing one; print its attributes and counts as JSON."""
+    given = {key: value for key, value in attributes.items() if value is not None}
+    with _client() as client:
+        stats, _ = client.create_queue(queue, **given)
+    click.echo(json.dumps(stats, indent=2))
+
+
+@main.command()
+@click.argument("queue")
+@click.option("--to", "destination", help="Send every message here [default: back to the queue it came from].")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), help="Most messages to move [default: all].")
+@_reports_errors
+def redrive(queue: str, destination: str | None, max_messages: int | None) -> None:
+    """Move the ready messages of the dead-letter queue QUEUE back to their source queues (or --to one queue),
+    each with a fresh receive count; print how many moved and how many had nowhere to go, as JSON."""
+    with _client() as client:
+        result = client.redrive(queue, destination, max_messages)
+    click.echo(json.dumps({"moved": result.moved, "skipped": result.skipped}))
 
 
 @main.command()

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -25,9 +25,12 @@ __all__ = [
     "AckResult",
     "AsyncClient",
     "Client",
+    "OutgoingMessage",
     "PeekPage",
     "PeekedMessage",
+    "QueueSettings",
     "ReceivedMessage",
+    "RedriveResult",
     "WonderQClientError",
     "WonderQConnectionError",
 ]
@@ -83,6 +86,8 @@ class ReceivedMessage:
     first_received_at: float  # epoch seconds of the first delivery
     lease_expires_at: float  # epoch seconds
     consumer: str | None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    source_queue: str | None = None  # the queue it was dead-lettered from, when received from a dead-letter queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +105,44 @@ class PeekedMessage:
     first_received_at: float | None  # epoch seconds; None until first delivered
     lease_expires_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    source_queue: str | None = None  # the queue it was dead-lettered from
 
 
 @dataclass(frozen=True, slots=True)
 class PeekPage:
     messages: tuple[PeekedMessage, ...]
     next_after: str | None  # pass as `after` for the next page; None on the last page
+
+
+@dataclass(frozen=True, slots=True)
+class RedriveResult:
+    moved: int
+    skipped: int  # ready messages left: no destination was given and they have no source queue to go back to
+
+
+class QueueSettings(TypedDict, total=False):
+    """Queue attributes for `create_queue`; those not given keep their value (or the default)."""
+
+    visibility_timeout: float  # seconds a receive leases a message for
+    max_in_flight: int  # most messages leased at once; 0: no limit
+    delay: float  # seconds before a new message can be received (0 to 900)
+    max_message_bytes: int  # 0: the server's limit
+    retention: float  # seconds a message may live (60 to 1,209,600)
+    max_receives: int  # deliveries before a message moves to dead_letter_queue; 0: no limit
+    dead_letter_queue: str  # "" removes it
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A batch entry with options of its own; a plain body in a batch is sent with the batch's options."""
+
+    body: object
+    content_type: str | None = None  # as for `send`
+    attributes: Mapping[str, str] | None = None
+    delay: float | None = None
+    priority: int | None = None
+    dedup_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +208,20 @@ def encode_body(body: object, content_type: str | None = None) -> tuple[bytes, s
 
 
 def batch_entry(body: object) -> dict[str, Any]:
-    """One entry of a batch send: bytes as base64, a str as text/plain, anything else as a JSON value."""
+    """One entry of a batch send: bytes as base64, a str as text/plain, anything else as a JSON value; an
+    OutgoingMessage with its options."""
+    if isinstance(body, OutgoingMessage):
+        entry = batch_entry(body.body)
+        if body.content_type is not None:  # the body encoded as for `send`, carried as bytes
+            data = base64.b64encode(encode_body(body.body, body.content_type)[0]).decode("ascii")
+            entry = {"body_base64": data, "content_type": body.content_type}
+        given = {
+            "attributes": dict(body.attributes) if body.attributes else None,
+            "delay": body.delay,
+            "priority": body.priority,
+            "dedup_id": body.dedup_id,
+        }
+        return {**entry, **{key: value for key, value in given.items() if value is not None}}
     if isinstance(body, bytes | bytearray | memoryview):
         return {"body_base64": base64.b64encode(body).decode("ascii")}
     if isinstance(body, str):
@@ -237,6 +287,8 @@ def received_message(item: Mapping[str, Any]) -> ReceivedMessage:
         first_received_at=item["first_received_at"],
         lease_expires_at=item["lease_expires_at"],
         consumer=item["consumer"],
+        attributes=item.get("attributes") or {},
+        source_queue=item.get("source_queue"),
     )
 
 
@@ -253,6 +305,8 @@ def peeked_message(item: Mapping[str, Any]) -> PeekedMessage:
         first_received_at=item["first_received_at"],
         lease_expires_at=item["lease_expires_at"],
         consumer=item["consumer"],
+        attributes=item.get("attributes") or {},
+        source_queue=item.get("source_queue"),
     )
 
 
@@ -264,11 +318,10 @@ def list_queues_call() -> Call[list[dict[str, Any]]]:
     return Call("GET", "/v1/queues", lambda response: list(_dict(response)["queues"]))
 
 
-def create_queue_call(
-    name: str, visibility_timeout: float | None = None, max_in_flight: int | None = None, delay: float | None = None
-) -> Call[tuple[dict[str, Any], bool]]:
-    given = {"visibility_timeout": visibility_timeout, "max_in_flight": max_in_flight, "delay": delay}
-    attributes = {key: value for key, value in given.items() if value is not None}
+def create_queue_call(name: str, **settings: Unpack[QueueSettings]) -> Call[tuple[dict[str, Any], bool]]:
+    attributes: dict[str, Any] = {**settings}
+    if attributes.get("dead_letter_queue") == "":
+        attributes["dead_letter_queue"] = None  # null removes it
     # 201 means the queue was created; 200 that it existed (and the attributes given were updated).
     return _json_call("PUT", _queue_path(name), lambda r: (_dict(r), r.status_code == 201), attributes)
 
@@ -285,6 +338,16 @@ def purge_call(name: str) -> Call[int]:
     return Call("POST", _queue_path(name, "purge"), lambda response: int(_dict(response)["purged"]))
 
 
+def redrive_call(queue: str, destination: str | None = None, max: int | None = None) -> Call[RedriveResult]:
+    def parse(response: httpx.Response) -> RedriveResult:
+        reply = _dict(response)
+        return RedriveResult(moved=int(reply["moved"]), skipped=int(reply["skipped"]))
+
+    given = {"destination": destination, "max": max}
+    body = {key: value for key, value in given.items() if value is not None}
+    return _json_call("POST", _queue_path(queue, "redrive"), parse, body)
+
+
 def _options(delay: float | None, priority: int | None) -> dict[str, Any]:
     given = {"delay": delay, "priority": priority}
     return {key: value for key, value in given.items() if value is not None}
@@ -297,10 +360,12 @@ def send_call(
     delay: float | None = None,
     priority: int | None = None,
     idempotency_key: str | None = None,
+    attributes: Mapping[str, str] | None = None,
 ) -> Call[str]:
     data, media_type = encode_body(body, content_type)
     path = _queue_path(queue, "messages")
     params = {key: str(value) for key, value in _options(delay, priority).items()}
+    params.update({f"attribute.{name}": value for name, value in (attributes or {}).items()})
     headers = {"Content-Type": media_type}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
@@ -313,7 +378,7 @@ def send_batch_call(
     def parse(response: httpx.Response) -> list[str]:
         return [str(message_id) for message_id in _dict(response)["ids"]]
 
-    messages = [{**batch_entry(body), **_options(delay, priority)} for body in bodies]
+    messages = [{**_options(delay, priority), **batch_entry(body)} for body in bodies]
     return _json_call("POST", _queue_path(queue, "messages", "batch"), parse, {"messages": messages})
 
 
@@ -479,22 +544,21 @@ class Client(_Base):
     def list_queues(self) -> list[dict[str, Any]]:
         return self._run(list_queues_call())
 
-    def create_queue(
-        self,
-        name: str,
-        visibility_timeout: float | None = None,
-        max_in_flight: int | None = None,
-        delay: float | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        """Create the queue or update the attributes given (`max_in_flight=0` lifts that limit).
-        Returns its stats and whether it was created."""
-        return self._run(create_queue_call(name, visibility_timeout, max_in_flight, delay))
+    def create_queue(self, name: str, **settings: Unpack[QueueSettings]) -> tuple[dict[str, Any], bool]:
+        """Create the queue or update the attributes given (see QueueSettings; `max_in_flight=0` lifts that
+        limit, `dead_letter_queue=""` removes it). Returns its stats and whether it was created."""
+        return self._run(create_queue_call(name, **settings))
 
     def get_queue(self, name: str) -> dict[str, Any]:
         return self._run(get_queue_call(name))
 
     def delete_queue(self, name: str) -> None:
         self._run(delete_queue_call(name))
+
+    def redrive(self, queue: str, destination: str | None = None, max: int | None = None) -> RedriveResult:
+        """Move up to `max` (default: all) ready messages of a dead-letter queue back to the queues they came
+        from, or to `destination`; they start over with a receive count of 0."""
+        return self._run(redrive_call(queue, destination, max))
 
     def purge(self, name: str) -> int:
         """Remove every message of the queue. Returns how many were removed."""
@@ -509,17 +573,19 @@ class Client(_Base):
         delay: float | None = None,
         priority: int | None = None,
         idempotency_key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> str:
         """Send one message (see `encode_body` for how `body` is carried), visible after `delay` seconds
-        (default: the queue's), delivered by `priority` (lower first). With `idempotency_key`, a retry within
-        5 minutes stores nothing new and returns the first id. Returns its id."""
-        return self._run(send_call(queue, body, content_type, delay, priority, idempotency_key))
+        (default: the queue's), delivered by `priority` (lower first), with `attributes` (string to string).
+        With `idempotency_key`, a retry within 5 minutes stores nothing new and returns the first id.
+        Returns its id."""
+        return self._run(send_call(queue, body, content_type, delay, priority, idempotency_key, attributes))
 
     def send_batch(
         self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None
     ) -> list[str]:
-        """Send all of `bodies` or none (see `batch_entry`), each with `delay` and `priority`. Returns their ids
-        in order."""
+        """Send all of `bodies` or none (see `batch_entry`; an OutgoingMessage carries options of its own),
+        each with `delay` and `priority` unless it says otherwise. Returns their ids in order."""
         return self._run(send_batch_call(queue, bodies, delay, priority))
 
     def receive(
@@ -582,20 +648,17 @@ class AsyncClient(_Base):
     async def list_queues(self) -> list[dict[str, Any]]:
         return await self._run(list_queues_call())
 
-    async def create_queue(
-        self,
-        name: str,
-        visibility_timeout: float | None = None,
-        max_in_flight: int | None = None,
-        delay: float | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        return await self._run(create_queue_call(name, visibility_timeout, max_in_flight, delay))
+    async def create_queue(self, name: str, **settings: Unpack[QueueSettings]) -> tuple[dict[str, Any], bool]:
+        return await self._run(create_queue_call(name, **settings))
 
     async def get_queue(self, name: str) -> dict[str, Any]:
         return await self._run(get_queue_call(name))
 
     async def delete_queue(self, name: str) -> None:
         await self._run(delete_queue_call(name))
+
+    async def redrive(self, queue: str, destination: str | None = None, max: int | None = None) -> RedriveResult:
+        return await self._run(redrive_call(queue, destination, max))
 
     async def purge(self, name: str) -> int:
         return await self._run(purge_call(name))
@@ -609,8 +672,9 @@ class AsyncClient(_Base):
         delay: float | None = None,
         priority: int | None = None,
         idempotency_key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> str:
-        return await self._run(send_call(queue, body, content_type, delay, priority, idempotency_key))
+        return await self._run(send_call(queue, body, content_type, delay, priority, idempotency_key, attributes))
 
     async def send_batch(
         self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None

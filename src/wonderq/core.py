@@ -9,7 +9,8 @@ Rules
    queue's ready heap, keyed by priority then id) or LEASED (with one live receipt and a deadline in its
    queue's deadline heap). Acked and purged messages no longer exist.
 3. A lease is live while `now < deadline_at`. At `now >= deadline_at` it has expired, whether or not `expire`
-   has run yet: every call on a queue first expires that queue's due leases, so no answer depends on a tick.
+   has run yet: every call on a queue first expires that queue's due leases (and those of the queues that
+   name it as their dead-letter queue), so no answer depends on a tick.
 4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
    the live lease; anything else fails with LeaseLost (or MessageNotFound) and changes nothing.
 5. READY messages are delivered lowest priority first, then lowest id, never more at once than a queue's
@@ -295,6 +296,7 @@ class Core:
         self._new_id = new_id
         self._new_token = new_token
         self._queues: dict[str, _Queue] = {}
+        self._feeders: dict[str, set[str]] = {}  # dead-letter queue -> the queues that name it
         self._track = track_changes
         self._dirty_messages: dict[str, tuple[str, bool]] = {}  # id -> (queue, inserted since the last drain)
         self._dirty_queues: set[str] = set()
@@ -361,22 +363,24 @@ class Core:
         else:
             self._advance(queue, now)  # what was due happens under the old attributes
         if created or queue.attributes != attributes:
+            self._set_dead_letter_queue(name, None if created else old.dead_letter_queue, attributes.dead_letter_queue)
             queue.attributes = attributes
             self._touch_queue(queue)
         return self._stats(queue), created
 
     def delete_queue(self, name: str, *, now: float) -> None:
         queue = self._queue(name, now)
-        for other in self._queues.values():
-            if other.attributes.dead_letter_queue == name:
-                raise QueueInUse(
-                    f"queue {name!r} is the dead_letter_queue of {other.name!r}; change that queue's"
-                    " dead_letter_queue first"
-                )
+        if self._feeders.get(name):
+            named_by = ", ".join(repr(feeder) for feeder in sorted(self._feeders[name]))
+            raise QueueInUse(
+                f"queue {name!r} is the dead_letter_queue of {named_by}; change their dead_letter_queue first"
+            )
         self._touch_all(queue)
         if self._track:
             for dedup_id in queue.dedup:
                 self._dirty_dedup[name, dedup_id] = None
+        self._set_dead_letter_queue(name, queue.attributes.dead_letter_queue, None)
+        self._feeders.pop(name, None)
         del self._queues[name]
         if self._track:
             self._dirty_queues.add(name)
@@ -772,7 +776,9 @@ class Core:
             queue.messages[item.id] = message
             queue.arrivals.append(item.id)  # id order is send order, wherever the message was sent
             queue.newest_id = item.id
+        self._feeders = {}
         for queue in self._queues.values():
+            self._set_dead_letter_queue(queue.name, None, queue.attributes.dead_letter_queue)
             heapq.heapify(queue.deadlines)
             heapq.heapify(queue.delayed)
             queue.ready.reorder()
@@ -793,8 +799,21 @@ class Core:
         if queue is None:
             check_queue_name(name)
             raise QueueNotFound(f"queue {name!r} does not exist")
+        feeders = self._feeders.get(name)
+        if feeders:  # their due leases may end in dead letters that belong here
+            for feeder in feeders:
+                self._advance(self._queues[feeder], now)
         self._advance(queue, now)
         return queue
+
+    def _set_dead_letter_queue(self, name: str, old: str | None, new: str | None) -> None:
+        """Keep `_feeders` in step with the dead_letter_queue of queue `name` changing from `old` to `new`."""
+        if old == new:
+            return
+        if old is not None:
+            self._feeders[old].discard(name)
+        if new is not None:
+            self._feeders.setdefault(new, set()).add(name)
 
     def _live_lease(self, queue: _Queue, message_id: str, receipt: str | None) -> _Message:
         message = queue.messages.get(message_id)

@@ -213,7 +213,7 @@ class Simulation:
             except WonderQClientError as error:
                 if error.code != "queue_not_found":
                     raise
-            await self.client.create_queue(name, self.config.visibility_timeout)
+            await self.client.create_queue(name, visibility_timeout=self.config.visibility_timeout)
 
     async def _produce(self, index: int) -> None:
         config = self.config
