@@ -58,6 +58,40 @@ def test_a_clean_restart_keeps_everything_that_was_not_acked(tmp_path: Path) -> 
         http.close()
 
 
+def test_dead_letters_attributes_and_queue_settings_survive_a_restart(tmp_path: Path) -> None:
+    data = ("--data-dir", str(tmp_path))
+    with server_process(*data) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        assert http.put("/v1/queues/dlq", json={"retention": 7200}).status_code == 201
+        settings = {"max_receives": 1, "dead_letter_queue": "dlq", "retention": 3600, "visibility_timeout": 30}
+        assert http.put("/v1/queues/work", json=settings).status_code == 201
+        entries = [{"body": "dead", "attributes": {"k": "v"}}, {"body": "alive", "attributes": {"n": "2"}}]
+        dead, alive = http.post("/v1/queues/work/messages/batch", json={"messages": entries}).json()["ids"]
+        (lease,) = http.post("/v1/queues/work/receive", json={"max": 1}).json()["messages"]
+        reply = http.patch(
+            f"/v1/queues/work/messages/{dead}", json={"receipt": lease["receipt"], "visibility_timeout": 0}
+        )
+        assert reply.json()["released"] is True
+        before = {name: http.get(f"/v1/queues/{name}").json() for name in ("work", "dlq")}
+        assert before["work"]["dead_lettered"] == 1
+        http.close()
+        assert server.stop(signal.SIGTERM) == 0
+
+    with server_process(*data) as server:
+        http = httpx.Client(base_url=server.url, timeout=30)
+        assert {name: http.get(f"/v1/queues/{name}").json() for name in ("work", "dlq")} == before
+        (letter,) = http.get("/v1/queues/dlq/messages").json()["messages"]
+        assert (letter["id"], letter["source_queue"], letter["attributes"]) == (dead, "work", {"k": "v"})
+        assert http.delete("/v1/queues/dlq").json()["error"]["code"] == "queue_in_use"
+        assert http.post("/v1/queues/dlq/redrive").json() == {"moved": 1, "skipped": 0}
+        ready = http.post("/v1/queues/work/receive", json={"max": 2}).json()["messages"]
+        assert [(m["id"], m["attributes"], m["receive_count"]) for m in ready] == [
+            (dead, {"k": "v"}, 1),
+            (alive, {"n": "2"}, 1),
+        ]
+        http.close()
+
+
 def test_a_second_server_on_the_same_data_directory_fails_at_start(tmp_path: Path) -> None:
     import subprocess
     import sys
