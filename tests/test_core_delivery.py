@@ -27,7 +27,7 @@ from wonderq.errors import (
     QueueInUse,
     QueueNotFound,
 )
-from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, RedriveReport, State
+from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, RedriveReport, State, TypedValue
 
 
 def ids_in(core: Core, queue: str, now: float, state: State | None = None) -> list[str]:
@@ -408,3 +408,63 @@ def test_lease_lost_after_dead_lettering_is_not_an_ack() -> None:
     dead = receive_one(core, "dlq", now=T0 + 10)
     with pytest.raises(LeaseLost):
         core.ack("dlq", dead.id, lease.receipt, now=T0 + 10)
+
+
+# ---- what the SQS front end needs: typed attributes, queue metadata, delete in any state, namespaces ------
+
+
+def test_typed_attribute_values_count_their_type_and_check_their_kind() -> None:
+    core = make_core(max_message_bytes=40)
+    attributes = (("n", TypedValue("Number", "12")), ("raw", TypedValue("Binary.png", b"\x00\x01")), ("s", "x"))
+    core.send("q", Payload(b"body", "text/plain", attributes), now=T0)
+    assert receive_one(core, now=T0).payload.attributes == attributes
+    # 4 body + (1 + 6 + 2) + (3 + 10 + 2) + (1 + 1) = 30 bytes; one more attribute of 11 makes 41
+    with pytest.raises(MessageTooLarge, match="41 bytes"):
+        core.send("q", Payload(b"body", "text/plain", (*attributes, ("t", TypedValue("String", "abcd")))), now=T0)
+    for bad, match in [
+        (TypedValue("Text", "x"), "data type"),
+        (TypedValue("Number.", "1"), "data type"),
+        (TypedValue("Binary", "not bytes"), "must be bytes"),
+        (TypedValue("String", b"bytes"), "must be text"),
+    ]:
+        with pytest.raises(InvalidParameter, match=match):
+            core.send("q", Payload(b"m", "text/plain", (("a", bad),)), now=T0)
+    assert core.queue_stats("q", now=T0).sent == 1
+
+
+def test_queue_metadata_is_set_merged_and_removed() -> None:
+    core = make_core()
+    stats, _ = core.put_queue("q", visibility_timeout=None, metadata={"tag:b": "2", "tag:a": "1"}, now=T0)
+    assert stats.attributes.metadata == (("tag:a", "1"), ("tag:b", "2"))
+    stats, _ = core.put_queue("q", visibility_timeout=None, metadata={"tag:a": None, "tag:c": "3"}, now=T0)
+    assert stats.attributes.metadata == (("tag:b", "2"), ("tag:c", "3"))
+    stats, _ = core.put_queue("q", visibility_timeout=7, now=T0)
+    assert stats.attributes.metadata == (("tag:b", "2"), ("tag:c", "3"))  # kept when not given
+
+
+def test_delete_removes_a_message_in_any_state_once() -> None:
+    core = make_core()
+    ready, leased, delayed = core.send_batch("q", [text("r"), text("l"), Outgoing(text("d"), delay=60)], now=T0)
+    assert receive_one(core, now=T0).id == ready
+    assert receive_one(core, now=T0).id == leased
+    core.ack("q", ready, None, now=T0)
+    assert core.delete("q", leased, now=T0)
+    assert core.delete("q", delayed, now=T0)
+    assert not core.delete("q", delayed, now=T0)  # gone already: nothing to do
+    stats = core.queue_stats("q", now=T0)
+    assert (stats.ready, stats.leased, stats.delayed, stats.acked) == (0, 0, 0, 3)
+    with pytest.raises(QueueNotFound):
+        core.delete("missing", ready, now=T0)
+
+
+@pytest.mark.parametrize("name", ["eu-west-1:jobs", "a:b", f"{'n' * 40}:{'q' * 80}"])
+def test_queue_names_may_have_a_namespace(name: str) -> None:
+    core = make_core()
+    core.send(name, text("m"), now=T0)
+    assert core.queue_stats(name, now=T0).ready == 1
+
+
+@pytest.mark.parametrize("name", ["EU:jobs", ":jobs", "a:", f"{'n' * 41}:q", "a:b:c", "a b:c"])
+def test_bad_namespaces_are_invalid_queue_names(name: str) -> None:
+    with pytest.raises(InvalidQueueName):
+        make_core().send(name, text("m"), now=T0)

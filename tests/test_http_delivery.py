@@ -23,6 +23,8 @@ from tests.test_http import (
     stats,
     wall_now,
 )
+from wonderq.model import TypedValue
+from wonderq.web import render_attributes
 
 LIMIT_BYTES = 1024  # max_message_bytes in the test settings
 
@@ -311,3 +313,16 @@ async def test_bad_redrives_are_errors_and_move_nothing(
     ids = await make_dead_letters(client, 1)
     await check_error(await client.post(queue_path(queue, "/redrive"), json=body), status, code)
     assert [m["id"] for m in (await peek(client, "dlq"))["messages"]] == ids
+
+
+def test_typed_attributes_show_as_text_in_api_v1() -> None:
+    attributes = (("bin", TypedValue("Binary", b"\x00\xff")), ("n", TypedValue("Number.int", "7")), ("s", "plain"))
+    assert render_attributes(attributes) == {"bin": "AP8=", "n": "7", "s": "plain"}
+
+
+async def test_namespaced_queue_names_work_in_api_v1(client: Client, autojump_clock: MockClock) -> None:
+    message_id = await send(client, "eu-west-1:jobs")
+    assert (await receive_one(client, "eu-west-1:jobs"))["id"] == message_id
+    names = [queue["name"] for queue in (await check(await client.get("/v1/queues"), 200))["queues"]]
+    assert "eu-west-1:jobs" in names
+    await check_error(await client.get(queue_path("EU:jobs")), 400, "invalid_queue_name")

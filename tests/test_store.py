@@ -14,7 +14,7 @@ from tests.helpers import limits, text
 from wonderq.core import MAX_RETENTION, Core
 from wonderq.errors import QueueInUse, StorageFull
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, State
+from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, State, TypedValue
 from wonderq.store import DB_NAME, SqliteStore, StoreError, backup, message_cost
 
 T0 = 1_000.0
@@ -115,6 +115,9 @@ def test_round_trip_keeps_dead_letters_retention_and_message_attributes(store: S
         [Payload(b"a", "text/plain", (("kind", "d\u00e9j\u00e0"), ("n", ""))), Payload(b"b", "text/plain")],
         now=T0,
     )
+    typed = (("bin", TypedValue("Binary.x", b"\x00\xff")), ("n", TypedValue("Number", "1.5")), ("s", "plain"))
+    core.send("typed", Payload(b"t", "text/plain", typed), now=T0)
+    core.put_queue("typed", visibility_timeout=None, metadata={"tag:team": "core", "sqs:x": "\u00e9"}, now=T0)
     core.receive("q", max_messages=1, visibility_timeout=None, consumer=None, now=T0)
     core.expire(now=T0 + 5)  # `dead` moves to the dead-letter queue
     core.send("old", text("x"), now=T0)
@@ -132,6 +135,9 @@ def test_round_trip_keeps_dead_letters_retention_and_message_attributes(store: S
     assert (stats.dead_lettered, restored.queue_stats("old", now=T0 + 60).dropped) == (1, 1)
     (view,) = restored.peek("dlq", state=None, limit=10, after=None, now=T0 + 60).messages
     assert (view.id, view.source_queue, view.payload.attributes) == (dead, "q", (("kind", "d\u00e9j\u00e0"), ("n", "")))
+    (kept,) = restored.peek("typed", state=None, limit=10, after=None, now=T0 + 60).messages
+    assert kept.payload.attributes == typed
+    assert restored.queue_stats("typed", now=T0 + 60).attributes.metadata == (("sqs:x", "\u00e9"), ("tag:team", "core"))
     with pytest.raises(QueueInUse):  # the dead-letter queue is still known to be named after the restart
         restored.delete_queue("dlq", now=T0 + 60)
     assert restored.redrive("dlq", destination=None, limit=10, now=T0 + 60).moved == 1

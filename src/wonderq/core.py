@@ -46,7 +46,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wonderq.errors import (
@@ -67,6 +67,7 @@ from wonderq.model import (
     AckFailure,
     AckReport,
     Attributes,
+    AttributeValue,
     Changes,
     DedupRecord,
     Lease,
@@ -81,9 +82,13 @@ from wonderq.model import (
     RedriveReport,
     Snapshot,
     State,
+    TypedValue,
 )
 
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+# 1 to 80 of A-Z a-z 0-9 _ -, optionally after a namespace "<ns>:" (the SQS adapter keeps the queues of each
+# region but its home region in the namespace of that region's name, "eu-west-1:jobs").
+QUEUE_NAME = re.compile(r"(?:[a-z0-9-]{1,40}:)?[A-Za-z0-9_-]{1,80}")
+ATTRIBUTE_TYPE = re.compile(r"(String|Number|Binary)(\.[!-~]{1,249})?")  # SQS's data types, custom suffix too
 MAX_VISIBILITY_TIMEOUT = 43_200.0  # seconds (12 hours), as in SQS
 MAX_CONSUMER_CHARS = 200
 MAX_PEEK = 1_000  # messages per peek page
@@ -218,7 +223,10 @@ class _Queue:
 
 def check_queue_name(name: str) -> str:
     if not QUEUE_NAME.fullmatch(name):
-        raise InvalidQueueName(f"queue name {name[:100]!r} is invalid: use 1 to 80 characters of A-Z a-z 0-9 _ -")
+        raise InvalidQueueName(
+            f"queue name {name[:100]!r} is invalid: use 1 to 80 characters of A-Z a-z 0-9 _ -"
+            " (optionally after a namespace: 1 to 40 of a-z 0-9 - and a colon)"
+        )
     return name
 
 
@@ -260,14 +268,30 @@ def check_attributes(attributes: Attributes) -> int:
         if previous is not None and name <= previous:
             raise InvalidParameter("attributes must be sorted by name, each name once")
         previous = name
+        if isinstance(value, TypedValue):
+            match = ATTRIBUTE_TYPE.fullmatch(value.data_type)
+            if match is None:
+                raise InvalidParameter(f"attribute {name!r}: data type {value.data_type[:100]!r} is invalid")
+            binary = match.group(1) == "Binary"
+            if isinstance(value.value, bytes) != binary:
+                raise InvalidParameter(
+                    f"attribute {name!r}: a {match.group(1)} value must be {'bytes' if binary else 'text'}"
+                )
+            size += len(value.data_type)
+            if isinstance(value.value, bytes):
+                size += len(name) + len(value.value)
+                continue
+            text = value.value
+        else:
+            text = value
         try:
-            size += len(name) + len(value.encode("utf-8"))
+            size += len(name) + len(text.encode("utf-8"))
         except UnicodeEncodeError:
             raise InvalidParameter(f"attribute {name!r}: the value is not valid Unicode text") from None
     return size
 
 
-def make_attributes(given: dict[str, str] | None) -> Attributes:
+def make_attributes(given: Mapping[str, AttributeValue] | None) -> Attributes:
     """Attributes as a message holds them (sorted by name), from a mapping."""
     return tuple(sorted(given.items())) if given else NO_ATTRIBUTES
 
@@ -316,10 +340,12 @@ class Core:
         retention: float | None = None,
         max_receives: int | None = None,
         dead_letter_queue: str | None = None,
+        metadata: Mapping[str, str | None] | None = None,
         now: float,
     ) -> tuple[QueueStats, bool]:
         """Create the queue, or update the attributes given (None: keep, or the default for a new queue;
-        `dead_letter_queue=""` removes it). Returns its stats and whether it was created."""
+        `dead_letter_queue=""` removes it; `metadata` sets the names given, and removes those given as None).
+        Returns its stats and whether it was created."""
         check_queue_name(name)
         if visibility_timeout is not None:
             check_visibility_timeout(visibility_timeout)
@@ -354,6 +380,7 @@ class Core:
             retention=old.retention if retention is None else float(retention),
             max_receives=old.max_receives if max_receives is None else max_receives,
             dead_letter_queue=old.dead_letter_queue if dead_letter_queue is None else (dead_letter_queue or None),
+            metadata=old.metadata if not metadata else _merge(old.metadata, metadata),
         )
         if attributes.max_receives and attributes.dead_letter_queue is None:
             raise InvalidParameter("max_receives needs a dead_letter_queue to move messages to")
@@ -591,6 +618,22 @@ class Core:
         self._touch(queue, message)
         return message.deadline_at
 
+    def delete(self, name: str, message_id: str, *, now: float) -> bool:
+        """Delete a message in whatever state it is (SQS's DeleteMessage accepts any receipt the message had).
+        Returns whether it was there; deleting a message that is gone changes nothing."""
+        queue = self._queue(name, now)
+        message = queue.messages.pop(message_id, None)
+        if message is None:
+            return False
+        if message.state is State.LEASED:
+            queue.leased -= 1
+        elif message.state is State.DELAYED:
+            queue.delayed_count -= 1
+        queue.acked += 1
+        self._touch(queue, message)
+        self._touch_queue(queue)
+        return True
+
     def return_undelivered(self, name: str, leases: Iterable[Lease], *, now: float) -> None:
         """Put back leases whose reply never reached the consumer, as if they had never been handed out."""
         queue = self._queues.get(name)
@@ -733,6 +776,7 @@ class Core:
                     retention=record.retention,
                     max_receives=record.max_receives,
                     dead_letter_queue=record.dead_letter_queue,
+                    metadata=record.metadata,
                 ),
                 created_at=record.created_at,
                 sent=record.sent,
@@ -969,6 +1013,16 @@ class Core:
         )
 
 
+def _merge(old: tuple[tuple[str, str], ...], changes: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:
+    merged = dict(old)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return tuple(sorted(merged.items()))
+
+
 def _record(queue: str, message: _Message) -> MessageRecord:
     return MessageRecord(
         id=message.id,
@@ -1002,6 +1056,7 @@ def _queue_record(queue: _Queue) -> QueueRecord:
         retention=queue.attributes.retention,
         max_receives=queue.attributes.max_receives,
         dead_letter_queue=queue.attributes.dead_letter_queue,
+        metadata=queue.attributes.metadata,
         dropped=queue.dropped,
         dead_lettered=queue.dead_lettered,
         redriven=queue.redriven,

@@ -19,7 +19,17 @@ class State(enum.Enum):
     LEASED = "leased"
 
 
-Attributes = tuple[tuple[str, str], ...]
+class TypedValue(NamedTuple):
+    """An attribute value with a data type, as SQS has them ("Number", "Binary", "String.custom", ...). `value`
+    is bytes when the type is Binary (or Binary.<custom>), text otherwise. A plain `str` value is of type
+    "String"."""
+
+    data_type: str
+    value: str | bytes
+
+
+AttributeValue = str | TypedValue
+Attributes = tuple[tuple[str, AttributeValue], ...]
 """A message's attributes: (name, value) pairs sorted by name, each name once. A tuple so that it is frozen."""
 
 NO_ATTRIBUTES: Attributes = ()
@@ -95,6 +105,9 @@ class QueueAttributes:
     retention: float = DEFAULT_RETENTION  # seconds a message may live after its send; older ones are dropped
     max_receives: int = 0  # deliveries a message gets before it moves to dead_letter_queue; 0: no limit
     dead_letter_queue: str | None = None  # where messages go after max_receives deliveries
+    # Name-value pairs the core keeps for front ends without acting on them (the SQS adapter's tags and
+    # SQS-only settings), sorted by name.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +169,7 @@ class QueueRecord:
     dropped: int = 0
     dead_lettered: int = 0
     redriven: int = 0
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 class MessageRecord(NamedTuple):

@@ -8,13 +8,14 @@ never queue rules. The data directory holds `wonderq.db` (plus SQLite's `-wal` a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Literal
 
@@ -24,12 +25,14 @@ from wonderq.model import (
     DEFAULT_RETENTION,
     NO_ATTRIBUTES,
     Attributes,
+    AttributeValue,
     Changes,
     DedupRecord,
     MessageRecord,
     Payload,
     QueueRecord,
     Snapshot,
+    TypedValue,
 )
 
 SCHEMA_VERSION = "2"
@@ -64,7 +67,8 @@ CREATE TABLE IF NOT EXISTS queues (
     dead_letter_queue TEXT,
     dropped INTEGER NOT NULL DEFAULT 0,
     dead_lettered INTEGER NOT NULL DEFAULT 0,
-    redriven INTEGER NOT NULL DEFAULT 0
+    redriven INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT  -- a JSON object of strings; NULL when empty
 );
 CREATE TABLE IF NOT EXISTS dedup (
     queue TEXT NOT NULL,
@@ -86,7 +90,7 @@ CREATE TABLE IF NOT EXISTS messages (
     receipt TEXT,
     deadline_at REAL,
     consumer TEXT,
-    attributes TEXT,  -- a JSON object of strings; NULL when the message has none
+    attributes TEXT,  -- JSON: name to text, or to an object of type and text (or base64); NULL when none
     source_queue TEXT  -- the queue it was dead-lettered from
 );
 """
@@ -103,6 +107,7 @@ MIGRATIONS: dict[str, tuple[str, list[str]]] = {
             "ALTER TABLE queues ADD COLUMN dropped INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE queues ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0",
             "ALTER TABLE queues ADD COLUMN redriven INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE queues ADD COLUMN metadata TEXT",
             "ALTER TABLE messages ADD COLUMN attributes TEXT",
             "ALTER TABLE messages ADD COLUMN source_queue TEXT",
         ],
@@ -110,7 +115,7 @@ MIGRATIONS: dict[str, tuple[str, list[str]]] = {
 }
 QUEUE_COLUMNS = (
     "name, visibility_timeout, max_in_flight, delay, max_message_bytes, created_at, sent, received, acked, expired,"
-    " released, retention, max_receives, dead_letter_queue, dropped, dead_lettered, redriven"
+    " released, retention, max_receives, dead_letter_queue, dropped, dead_lettered, redriven, metadata"
 )  # in QueueRecord's field order
 MESSAGE_COLUMNS = (
     "id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at, receipt,"
@@ -197,7 +202,10 @@ class SqliteStore:
     def load(self) -> Snapshot:
         """Everything stored. The messages are streamed from the file in id order as they are consumed, so the
         whole store never sits in memory twice; consume them before the next call on this store."""
-        queues = tuple(QueueRecord(*row) for row in self._db.execute(f"SELECT {QUEUE_COLUMNS} FROM queues"))
+        queues = tuple(
+            replace(QueueRecord(*row[:-1]), metadata=tuple(json.loads(row[-1]).items()) if row[-1] else ())
+            for row in self._db.execute(f"SELECT {QUEUE_COLUMNS} FROM queues")
+        )
         last = self._db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()
         dedup = tuple(
             DedupRecord(queue, dedup_id, format(message_id, ID_FORMAT), expires_at)
@@ -297,7 +305,7 @@ class SqliteStore:
             db.executemany("DELETE FROM dedup WHERE queue = ?", ((name,) for name in changes.deleted_queues))
             db.executemany("DELETE FROM dedup WHERE queue = ? AND dedup_id = ?", changes.dedup_expired)
             db.executemany(
-                f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES ({', '.join('?' * 18)})",
                 (
                     (
                         q.name,
@@ -317,6 +325,7 @@ class SqliteStore:
                         q.dropped,
                         q.dead_lettered,
                         q.redriven,
+                        json.dumps(dict(q.metadata), ensure_ascii=False) if q.metadata else None,
                     )
                     for q in changes.queues
                 ),
@@ -379,16 +388,33 @@ class SqliteStore:
 
 def message_cost(payload: Payload) -> int:
     """Bytes one stored message is counted for against `max_bytes`."""
-    attributes = sum(len(name) + len(value) for name, value in payload.attributes)  # characters: close enough
+    attributes = sum(len(name) + len(str(_to_json(value))) for name, value in payload.attributes)  # close enough
     return len(payload.data) + len(payload.content_type) + attributes + ROW_OVERHEAD
 
 
+def _to_json(value: AttributeValue) -> str | dict[str, str]:
+    if isinstance(value, str):
+        return value
+    if isinstance(value.value, bytes):
+        return {"type": value.data_type, "base64": base64.b64encode(value.value).decode("ascii")}
+    return {"type": value.data_type, "text": value.value}
+
+
+def _from_json(value: str | dict[str, str]) -> AttributeValue:
+    if isinstance(value, str):
+        return value
+    if "base64" in value:
+        return TypedValue(value["type"], base64.b64decode(value["base64"]))
+    return TypedValue(value["type"], value["text"])
+
+
 def _dump_attributes(attributes: Attributes) -> str:
-    return json.dumps(dict(attributes), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps({name: _to_json(value) for name, value in attributes}, ensure_ascii=False, separators=(",", ":"))
 
 
 def _load_attributes(text: str) -> Attributes:
-    return tuple(json.loads(text).items())  # stored sorted by name, as the message held them
+    # stored sorted by name, as the message held them
+    return tuple((name, _from_json(value)) for name, value in json.loads(text).items())
 
 
 def storage_error(error: sqlite3.Error) -> WonderQError:

@@ -246,12 +246,26 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
     }
 
 
+def render_attributes(attributes: Attributes) -> dict[str, str]:
+    """Attributes as API v1 shows them: every value as text (a typed value sent over SQS shows its text, a
+    Binary one its bytes in base64)."""
+    shown = {}
+    for name, value in attributes:
+        if isinstance(value, str):
+            shown[name] = value
+        elif isinstance(value.value, bytes):
+            shown[name] = base64.b64encode(value.value).decode("ascii")
+        else:
+            shown[name] = value.value
+    return shown
+
+
 def _message_fields(message: Lease | MessageView) -> dict[str, Any]:
     """What a delivery and a peeked message both show."""
     return {
         **render_body(message.payload),
         "content_type": message.payload.content_type,
-        "attributes": dict(message.payload.attributes),
+        "attributes": render_attributes(message.payload.attributes),
         "priority": message.priority,
         "receive_count": message.receive_count,
         "sent_at": message.sent_at,
