@@ -7,7 +7,7 @@ command to a core call; `match` plus `assert_never` lets mypy prove that every c
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar, assert_never
 
@@ -39,6 +39,7 @@ class PutQueue(Command[tuple[QueueStats, bool]]):
     retention: float | None = None
     max_receives: int | None = None
     dead_letter_queue: str | None = None
+    metadata: Mapping[str, str | None] | None = None  # names to set, or with None to remove
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,14 @@ class Ack(Command[None]):
     queue: str
     message_id: str
     receipt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete(Command[bool]):
+    """Delete a message whatever its state (SQS's DeleteMessage); the reply says whether it was there."""
+
+    queue: str
+    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,7 @@ AnyCommand: TypeAlias = (
     | Send
     | Receive
     | Ack
+    | Delete
     | AckBatch
     | ChangeVisibility
     | Peek
@@ -185,6 +195,7 @@ def execute(core: Core, command: AnyCommand, *, now: float) -> object:
                 retention=command.retention,
                 max_receives=command.max_receives,
                 dead_letter_queue=command.dead_letter_queue,
+                metadata=command.metadata,
                 now=now,
             )
         case DeleteQueue(queue):
@@ -210,6 +221,8 @@ def execute(core: Core, command: AnyCommand, *, now: float) -> object:
         case Ack(queue, message_id, receipt):
             core.ack(queue, message_id, receipt, now=now)
             return None
+        case Delete(queue, message_id):
+            return core.delete(queue, message_id, now=now)
         case AckBatch(queue, receipts):
             return core.ack_batch(queue, receipts, now=now)
         case ChangeVisibility(queue, message_id, receipt, visibility_timeout):

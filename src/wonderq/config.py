@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     sync: Literal["full", "normal"] = "full"  # fsync the journal at every commit, or only at checkpoints
     max_store_bytes: Annotated[int, Field(ge=0)] = 0  # the journal refuses writes past this size; 0: no limit
     compact_interval: Annotated[float, Field(gt=0, le=86_400)] = 60.0  # seconds between journal compactions
+    sqs_account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = "123456789012"  # the one account of queue URLs
+    sqs_region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"  # its queues are API v1's
 
     @model_validator(mode="after")
     def _request_holds_a_message(self) -> Settings:

@@ -20,7 +20,7 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from wonderq import __version__
+from wonderq import __version__, sqs
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -348,6 +348,8 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
             if len(data) > limit:
                 raise too_large
         return make_payload(bytes(data), request.content_type or DEFAULT_CONTENT_TYPE)
+
+    sqs.install(app, handle, settings)
 
     @app.before_serving
     async def _create_classic_queue() -> None:
