@@ -184,7 +184,6 @@ async def test_health_reports_version_and_parked_receives(client: Client, autoju
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/"),
         ("GET", "/nope"),
         ("GET", "/v1"),
         ("GET", "/v1/queues/q/nope"),
@@ -214,6 +213,7 @@ async def test_unknown_route_is_404_not_found(
         ("GET", "/addMessage", {"POST"}),
         ("POST", "/readMessage", {"GET"}),
         ("GET", "/processMessage/some-id", {"PATCH"}),
+        ("GET", "/", {"POST"}),  # the SQS endpoint
     ],
 )
 async def test_wrong_method_is_405_with_allow_header(
