@@ -44,11 +44,22 @@ def test_flags_beat_environment_beat_dotenv(monkeypatch: pytest.MonkeyPatch, tmp
         ({"max_batch": 1001}, "MAX_BATCH"),
         ({"tick_interval": 0}, "TICK_INTERVAL"),
         ({"max_message_bytes": 4096, "max_request_bytes": 2048}, "MAX_REQUEST_BYTES must be at least"),
+        ({"sqs_account_id": "12345"}, "SQS_ACCOUNT_ID"),
+        ({"sqs_account_id": "12345678901a"}, "SQS_ACCOUNT_ID"),
+        ({"sqs_region": "EU-West-1"}, "SQS_REGION"),
+        ({"sqs_region": ""}, "SQS_REGION"),
     ],
 )
 def test_invalid_settings_name_the_setting(overrides: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(**overrides)
+
+
+def test_sqs_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (load_settings().sqs_account_id, load_settings().sqs_region) == ("123456789012", "us-east-1")
+    monkeypatch.setenv("SQS_ACCOUNT_ID", "000000000000")
+    monkeypatch.setenv("SQS_REGION", "eu-west-1")
+    assert (load_settings().sqs_account_id, load_settings().sqs_region) == ("000000000000", "eu-west-1")
 
 
 def test_invalid_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:
