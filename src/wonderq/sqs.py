@@ -62,6 +62,7 @@ Json = dict[str, Any]
 
 TEXT = "text/plain; charset=utf-8"  # the content type of a message sent over SQS, as API v1 shows it
 MIN_LEASE = 0.001  # seconds: SQS's VisibilityTimeout 0 (visible again at once) as a WonderQ lease
+SQS_VISIBILITY_TIMEOUT = 30.0  # seconds: SQS's default, for queues created over SQS
 MAX_RECEIVE = 10  # MaxNumberOfMessages
 MAX_LIST = 1000  # queue URLs per ListQueues / ListDeadLetterSourceQueues page
 PURGE_INTERVAL = 60.0  # seconds between two purges of one queue, as in SQS
@@ -287,9 +288,9 @@ class SqsAdapter:
         assert name is not None
         attributes = self._string_map(params, "Attributes")
         tags = self._string_map(params, "tags")
-        if name.endswith(".fifo") or "FifoQueue" in attributes:
+        if "FifoQueue" in attributes:
             raise _error("UnsupportedOperation", "FIFO queues are not supported by WonderQ yet.")
-        if not wire.is_valid_queue_name(name, fifo=False):
+        if not wire.is_valid_queue_name(name, fifo=False):  # a .fifo name without FifoQueue too, as in SQS
             raise _error("InvalidParameterValue", wire.QUEUE_NAME_MESSAGE)
         queue = caller.queue(name)
         changes = await self._translate(caller, queue, attributes, creating=True)
@@ -308,6 +309,8 @@ class SqsAdapter:
             return {"QueueUrl": caller.url(name)}
         self._check_tags(tags)
         changes.metadata.update({TAG + key: value for key, value in tags.items()})
+        if changes.visibility_timeout is None:
+            changes.visibility_timeout = SQS_VISIBILITY_TIMEOUT
         await self._ask(changes.command(queue))
         return {"QueueUrl": caller.url(name)}
 
@@ -673,7 +676,7 @@ class SqsAdapter:
                 wait=float(wait),
             )
         )
-        messages = [self._message(caller, lease, system, wanted) for lease in leases]
+        messages = [self._message(caller, queue, lease, system, wanted) for lease in leases]
         return {"Messages": messages} if messages else {}
 
     def _names(self, params: Json, name: str) -> list[str]:
@@ -682,11 +685,13 @@ class SqsAdapter:
             raise _error("MalformedInput", f"{name} must be a list of strings.")
         return names
 
-    def _message(self, caller: Caller, lease: Lease, system: Sequence[str], wanted: Sequence[str]) -> Json:
+    def _message(self, caller: Caller, queue: str, lease: Lease, system: Sequence[str], wanted: Sequence[str]) -> Json:
         body = _body_text(lease.payload)
+        # A receipt handle names its queue too, so that one used on another queue is refused, as in SQS.
+        handle = base64.urlsafe_b64encode(f"{queue}\n{lease.receipt}".encode()).decode("ascii").rstrip("=")
         message: Json = {
             "MessageId": lease.id,
-            "ReceiptHandle": lease.receipt,
+            "ReceiptHandle": handle,
             "MD5OfBody": wire.md5_of_body(body),
             "Body": body,
         }
@@ -714,20 +719,29 @@ class SqsAdapter:
 
     # ---- settling ----
 
-    def _receipt(self, handle: str | None) -> str:
-        """The message id a receipt handle names; ReceiptHandleIsInvalid for anything WonderQ did not issue."""
+    def _receipt(self, queue: str, handle: str | None) -> tuple[str, str]:
+        """(message id, WonderQ receipt) of a receipt handle of `queue`; ReceiptHandleIsInvalid for anything
+        else, a handle of another queue included."""
+        invalid = _error(
+            "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid receipt handle.'
+        )
         try:
-            return split_receipt(handle or "")
+            text = base64.urlsafe_b64decode((handle or "") + "=" * (-len(handle or "") % 4)).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise invalid from None
+        owner, separator, receipt = text.partition("\n")
+        if not separator or owner != queue:
+            raise invalid
+        try:
+            return split_receipt(receipt), receipt
         except InvalidReceipt:
-            raise _error(
-                "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid receipt handle.'
-            ) from None
+            raise invalid from None
 
     async def delete_message(self, caller: Caller, params: Json) -> Json:
         queue, _ = self._queue_of(caller, params)
         handle = self._text(params, "ReceiptHandle", required=True)
         # Any receipt the message had deletes it, as in SQS (API v1 wants the live lease's).
-        await self._ask(Delete(queue, self._receipt(handle)))
+        await self._ask(Delete(queue, self._receipt(queue, handle)[0]))
         return {}
 
     async def delete_message_batch(self, caller: Caller, params: Json) -> Json:
@@ -737,7 +751,8 @@ class SqsAdapter:
         successful, failed = [], []
         for entry in entries:
             try:
-                await self._ask(Delete(queue, self._receipt(self._text(entry, "ReceiptHandle", required=True))))
+                message_id, _ = self._receipt(queue, self._text(entry, "ReceiptHandle", required=True))
+                await self._ask(Delete(queue, message_id))
             except wire.SqsError as error:
                 if error.code == "QueueDoesNotExist":
                     raise
@@ -774,9 +789,9 @@ class SqsAdapter:
         assert seconds is not None
         if not 0 <= seconds <= 43_200:
             raise _invalid("VisibilityTimeout", seconds, "Must be >= 0 and <= 43200.")
-        message_id = self._receipt(handle)
+        message_id, receipt = self._receipt(queue, handle)
         try:
-            await self._handle.ask(ChangeVisibility(queue, message_id, handle, float(seconds)))
+            await self._handle.ask(ChangeVisibility(queue, message_id, receipt, float(seconds)))
         except (LeaseLost, MessageNotFound):
             raise _error(
                 "MessageNotInflight", "Message does not exist or is not available for visibility timeout change."
