@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     compact_interval: Annotated[float, Field(gt=0, le=86_400)] = 60.0  # seconds between journal compactions
     sqs_account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = "123456789012"  # the one account of queue URLs
     sqs_region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"  # its queues are API v1's
+    # "KEY:SECRET,KEY:SECRET": when given, SQS requests must be signed (SigV4) with one of these keys
+    sqs_access_keys: Annotated[str, Field(pattern=r"^([A-Za-z0-9]{1,128}:[^,:\s]{1,128}(,|$))*$", repr=False)] = ""
 
     @model_validator(mode="after")
     def _request_holds_a_message(self) -> Settings:
@@ -47,6 +49,10 @@ class Settings(BaseSettings):
     @property
     def in_memory(self) -> bool:
         return self.memory or str(self.data_dir) == ":memory:"
+
+    def access_keys(self) -> dict[str, str]:
+        """SQS_ACCESS_KEYS as access key id -> secret key."""
+        return dict(pair.split(":", 1) for pair in self.sqs_access_keys.split(",") if pair)
 
     def limits(self) -> Limits:
         return Limits(

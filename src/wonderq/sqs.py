@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -69,6 +72,7 @@ PURGE_INTERVAL = 60.0  # seconds between two purges of one queue, as in SQS
 MAX_TAGS = 50  # per queue, as in SQS
 MAX_MOVE_RATE = 500  # MaxNumberOfMessagesPerSecond
 MAX_MOVE_TASKS = 10  # remembered per source queue (ListMessageMoveTasks shows at most 10)
+MAX_CLOCK_SKEW = 900  # seconds a signed request's X-Amz-Date may be off, as in AWS
 TAG = "tag:"  # metadata name prefix of a queue tag
 SETTING = "sqs:"  # metadata name prefix of an SQS-only queue attribute, kept as given
 KEPT_AS_GIVEN = (  # SQS queue attributes WonderQ stores and returns without acting on them
@@ -155,6 +159,7 @@ class SqsAdapter:
     def __init__(self, handle: ActorHandle, settings: Settings) -> None:
         self._handle = handle
         self._settings = settings
+        self._keys = settings.access_keys()  # empty: requests are not authenticated
         self._purged_at: dict[str, float] = {}  # queue -> trio time of its last purge
         self._tasks: dict[str, list[MoveTask]] = {}  # source queue -> its move tasks, newest first
         self._actions: dict[str, Callable[[Caller, Json], Awaitable[Json]]] = {
@@ -186,8 +191,10 @@ class SqsAdapter:
     async def serve(self) -> Response:
         request_id = str(uuid.uuid4())
         try:
-            action, params = await self._parse()
-            caller = self._caller()
+            data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+            scope = self._authenticate(data)
+            action, params = self._parse(data)
+            caller = self._caller(scope)
             handler = self._actions.get(action)
             if handler is None:
                 raise _error("InvalidAction", f"The action {action} is not valid for this endpoint.")
@@ -198,7 +205,42 @@ class SqsAdapter:
         headers = {"Content-Type": wire.JSON_CONTENT_TYPE, "x-amzn-RequestId": request_id}
         return Response(orjson.dumps(reply), status=200, headers=headers)
 
-    async def _parse(self) -> tuple[str, Json]:
+    def _authenticate(self, data: bytes) -> wire.CredentialScope | None:
+        """The request's SigV4 credential scope; with SQS_ACCESS_KEYS set, the signature must be right too."""
+        header = request.headers.get("Authorization", "")
+        scope = wire.parse_credential_scope(header)
+        if not self._keys:
+            return scope
+        if not header:
+            raise _error("MissingAuthenticationToken", "Request is missing Authentication Token")
+        if scope is None:
+            raise _error("IncompleteSignature", "The Authorization header is not an AWS4-HMAC-SHA256 signature.")
+        secret = self._keys.get(scope.access_key_id)
+        if secret is None:
+            raise _error("InvalidClientTokenId", wire.INVALID_CLIENT_TOKEN_MESSAGE)
+        amz_date = request.headers.get("X-Amz-Date", "")
+        try:
+            signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+        except ValueError:
+            raise _error("IncompleteSignature", "The request needs an X-Amz-Date header (yyyymmddThhmmssZ).") from None
+        if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
+            raise _error("SignatureDoesNotMatch", f"Signature expired: {amz_date} is more than 15 minutes from now.")
+        expected = wire.sigv4_signature(
+            secret_key=secret,
+            method=request.method,
+            path=request.path,
+            query=list(request.args.items(multi=True)),
+            headers={name.lower(): value for name, value in request.headers.items()},
+            signed_headers=scope.signed_headers,
+            payload_sha256=request.headers.get("X-Amz-Content-Sha256") or hashlib.sha256(data).hexdigest(),
+            amz_date=amz_date,
+            scope=scope,
+        )
+        if not hmac.compare_digest(expected, scope.signature):
+            raise _error("SignatureDoesNotMatch", wire.SIGNATURE_MISMATCH_MESSAGE)
+        return scope
+
+    def _parse(self, data: bytes) -> tuple[str, Json]:
         target = request.headers.get("X-Amz-Target", "")
         prefix = f"{wire.TARGET_PREFIX}."
         if not target.startswith(prefix):
@@ -207,7 +249,6 @@ class SqsAdapter:
                 "WonderQ speaks SQS's AWS JSON 1.0 protocol: send X-Amz-Target: AmazonSQS.<Action> with a JSON body"
                 " (the Query protocol is not supported)",
             )
-        data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
         try:
             params = orjson.loads(data) if data.strip() else {}
         except orjson.JSONDecodeError:
@@ -216,10 +257,9 @@ class SqsAdapter:
             raise _error("MalformedInput", "The request body must be a JSON object.")
         return target.removeprefix(prefix), params
 
-    def _caller(self) -> Caller:
+    def _caller(self, scope: wire.CredentialScope | None) -> Caller:
         settings = self._settings
         region = settings.sqs_region
-        scope = wire.parse_credential_scope(request.headers.get("Authorization", ""))
         if scope is not None:
             region = scope.region
             if not (1 <= len(region) <= 40 and all(c.isdigit() or c == "-" or "a" <= c <= "z" for c in region)):

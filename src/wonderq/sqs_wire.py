@@ -21,6 +21,7 @@ an emulator that copies SQS texts (Inqnuam/local-aws-sqs, moto, LocalStack code)
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import struct
@@ -28,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
+from urllib.parse import quote
 
 # --------------------------------------------------------------------------------------------------------------
 # Limits (units in the names or comments)
@@ -779,3 +781,41 @@ def parse_credential_scope(authorization: str) -> CredentialScope | None:
         signed_headers=tuple(fields["SignedHeaders"].split(";")),
         signature=fields["Signature"],
     )
+
+
+def sigv4_signature(
+    *,
+    secret_key: str,
+    method: str,
+    path: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    signed_headers: Sequence[str],
+    payload_sha256: str,
+    amz_date: str,
+    scope: CredentialScope,
+) -> str:
+    """The SigV4 signature a client holding `secret_key` computes for this request (hex). `headers` maps
+    lower-case names to values; `path` is the decoded request path."""
+    canonical_headers = "".join(
+        f"{name}:{' '.join(headers.get(name, '').split())}\n" for name in signed_headers
+    )  # values trimmed, inner runs of spaces collapsed
+    canonical_query = "&".join(f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}" for key, value in sorted(query))
+    canonical_request = "\n".join(
+        (
+            method,
+            quote(path or "/", safe="/~"),
+            canonical_query,
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_sha256,
+        )
+    )
+    credential_scope = f"{scope.date}/{scope.region}/{scope.service}/aws4_request"
+    string_to_sign = "\n".join(
+        ("AWS4-HMAC-SHA256", amz_date, credential_scope, hashlib.sha256(canonical_request.encode()).hexdigest())
+    )
+    key = f"AWS4{secret_key}".encode()
+    for part in (scope.date, scope.region, scope.service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
