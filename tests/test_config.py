@@ -48,6 +48,9 @@ def test_flags_beat_environment_beat_dotenv(monkeypatch: pytest.MonkeyPatch, tmp
         ({"sqs_account_id": "12345678901a"}, "SQS_ACCOUNT_ID"),
         ({"sqs_region": "EU-West-1"}, "SQS_REGION"),
         ({"sqs_region": ""}, "SQS_REGION"),
+        ({"sqs_access_keys": "nosecret"}, "SQS_ACCESS_KEYS"),
+        ({"sqs_access_keys": "KEY:a b"}, "SQS_ACCESS_KEYS"),
+        ({"sqs_access_keys": "KEY:s,"}, "SQS_ACCESS_KEYS"),
     ],
 )
 def test_invalid_settings_name_the_setting(overrides: dict[str, object], named: str) -> None:
@@ -60,6 +63,10 @@ def test_sqs_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SQS_ACCOUNT_ID", "000000000000")
     monkeypatch.setenv("SQS_REGION", "eu-west-1")
     assert (load_settings().sqs_account_id, load_settings().sqs_region) == ("000000000000", "eu-west-1")
+    assert load_settings().access_keys() == {}
+    monkeypatch.setenv("SQS_ACCESS_KEYS", "AKID1:se/cr+et,AKID2:other")
+    assert load_settings().access_keys() == {"AKID1": "se/cr+et", "AKID2": "other"}
+    assert "se/cr+et" not in repr(load_settings())  # secrets stay out of logs
 
 
 def test_invalid_environment_value(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from wonderq.core import MAX_VISIBILITY_TIMEOUT, Limits
 
 MIB = 1024 * 1024
+KEY_PAIR = r"[A-Za-z0-9]{1,128}:[^,:\s]{1,128}"  # an access key id and its secret
+KEY_PAIRS = rf"^({KEY_PAIR}(,{KEY_PAIR})*)?$"
 
 
 class ConfigError(Exception):
@@ -38,7 +40,7 @@ class Settings(BaseSettings):
     sqs_account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = "123456789012"  # the one account of queue URLs
     sqs_region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"  # its queues are API v1's
     # "KEY:SECRET,KEY:SECRET": when given, SQS requests must be signed (SigV4) with one of these keys
-    sqs_access_keys: Annotated[str, Field(pattern=r"^([A-Za-z0-9]{1,128}:[^,:\s]{1,128}(,|$))*$", repr=False)] = ""
+    sqs_access_keys: Annotated[str, Field(pattern=KEY_PAIRS, repr=False)] = ""
 
     @model_validator(mode="after")
     def _request_holds_a_message(self) -> Settings:
