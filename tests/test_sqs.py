@@ -227,7 +227,22 @@ def test_create_queue_with_different_attributes_is_queue_name_exists(sqs: SQSCli
     with pytest.raises(sqs.exceptions.QueueNameExists) as info:
         sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "10"})
     assert_error(info.value, "QueueAlreadyExists", 400)
+    assert info.value.response["Error"]["Message"] == (
+        "A queue already exists with the same name and a different value for attribute VisibilityTimeout"
+    )
     assert attribute(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"], "VisibilityTimeout") == "9"
+
+
+def test_create_queue_without_attributes_or_with_matching_ones_returns_the_existing_queue(
+    sqs: SQSClient, name: str
+) -> None:
+    """AWS-validated (LocalStack's snapshot tests): attributes not given are not compared."""
+    queue_url = sqs.create_queue(QueueName=name, Attributes={"DelaySeconds": "1", "VisibilityTimeout": "69"})[
+        "QueueUrl"
+    ]
+    assert sqs.create_queue(QueueName=name)["QueueUrl"] == queue_url
+    assert sqs.create_queue(QueueName=name, Attributes={"DelaySeconds": "1"})["QueueUrl"] == queue_url
+    assert attribute(sqs, queue_url, "VisibilityTimeout") == "69"
 
 
 def test_create_queue_accepts_the_longest_and_mixed_names(sqs: SQSClient) -> None:
@@ -670,23 +685,31 @@ def test_send_message_batch(sqs: SQSClient, url: str) -> None:
     }
 
 
-def test_send_message_batch_fails_a_bad_entry_alone(sqs: SQSClient) -> None:
-    queue_url = new_queue(sqs, MaximumMessageSize="1024")
+def test_send_message_batch_fails_a_bad_entry_alone(sqs: SQSClient, url: str) -> None:
+    """AWS-validated (LocalStack issue 4135 test): a body with a control character fails on its own."""
     result = sqs.send_message_batch(
-        QueueUrl=queue_url,
+        QueueUrl=url,
         Entries=[
             {"Id": "ok-1", "MessageBody": "fine"},
-            {"Id": "too-big", "MessageBody": "x" * 2000},
+            {"Id": "bad", "MessageBody": "\x01"},
             {"Id": "ok-2", "MessageBody": "also fine"},
         ],
     )
     assert sorted(entry["Id"] for entry in result["Successful"]) == ["ok-1", "ok-2"]
     [failed] = result["Failed"]
-    assert failed["Id"] == "too-big"
+    assert failed["Id"] == "bad"
     assert failed["SenderFault"] is True
-    assert failed["Code"] == "InvalidParameterValue"
+    assert failed["Code"] == "InvalidMessageContents"
     assert failed.get("Message")
-    assert sorted(m["Body"] for m in receive(sqs, queue_url, MaxNumberOfMessages=10)) == ["also fine", "fine"]
+    assert sorted(m["Body"] for m in receive(sqs, url, MaxNumberOfMessages=10)) == ["also fine", "fine"]
+
+
+def test_a_batch_over_one_mebibyte_in_total_is_batch_request_too_long(sqs: SQSClient, url: str) -> None:
+    entries: list[Any] = [{"Id": f"e{index}", "MessageBody": "x" * (600 * 1024)} for index in range(2)]
+    with pytest.raises(sqs.exceptions.BatchRequestTooLong) as info:
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    assert_error(info.value, "AWS.SimpleQueueService.BatchRequestTooLong", 400)
+    assert counts(sqs, url) == ("0", "0", "0")
 
 
 BATCH_ACTIONS: dict[str, Callable[[str], dict[str, Any]]] = {

@@ -108,70 +108,9 @@ def test_create_send_receive_delete(server: ServerProcess, name: str) -> None:
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
-def test_create_queue_with_attributes_and_tags(server: ServerProcess, name: str) -> None:
-    queue_url = ok(
-        aws(
-            server,
-            "create-queue",
-            "--queue-name",
-            name,
-            "--attributes",
-            "VisibilityTimeout=45,DelaySeconds=2",
-            "--tags",
-            "team=core",
-        )
-    )["QueueUrl"]
-    attributes = ok(
-        aws(
-            server,
-            "get-queue-attributes",
-            "--queue-url",
-            queue_url,
-            "--attribute-names",
-            "VisibilityTimeout",
-            "DelaySeconds",
-            "QueueArn",
-        )
-    )["Attributes"]
-    assert attributes == {
-        "VisibilityTimeout": "45",
-        "DelaySeconds": "2",
-        "QueueArn": f"arn:aws:sqs:us-east-1:{ACCOUNT}:{name}",
-    }
-    assert ok(aws(server, "list-queue-tags", "--queue-url", queue_url))["Tags"] == {"team": "core"}
-
-
-def test_get_queue_url_and_list_queues(server: ServerProcess, name: str) -> None:
-    queue_url = ok(aws(server, "create-queue", "--queue-name", name))["QueueUrl"]
-    assert ok(aws(server, "get-queue-url", "--queue-name", name))["QueueUrl"] == queue_url
-    assert ok(aws(server, "list-queues", "--queue-name-prefix", name))["QueueUrls"] == [queue_url]
-
-
-def test_send_message_batch(server: ServerProcess, name: str) -> None:
-    queue_url = ok(aws(server, "create-queue", "--queue-name", name))["QueueUrl"]
-    entries = [{"Id": "one", "MessageBody": "first"}, {"Id": "two", "MessageBody": "second"}]
-    result = ok(aws(server, "send-message-batch", "--queue-url", queue_url, "--entries", json.dumps(entries)))
-    assert sorted(entry["Id"] for entry in result["Successful"]) == ["one", "two"]
-    assert result.get("Failed", []) == []
-    received = ok(aws(server, "receive-message", "--queue-url", queue_url, "--max-number-of-messages", "10"))
-    bodies = sorted(message["Body"] for message in received["Messages"])
-    assert set(bodies) <= {"first", "second"}
-    assert bodies
-
-
 def test_a_missing_queue_fails_with_the_legacy_error_code(server: ServerProcess, name: str) -> None:
     result = aws(server, "get-queue-url", "--queue-name", name)
     assert result.returncode != 0
     assert "AWS.SimpleQueueService.NonExistentQueue" in result.stderr
     assert "The specified queue does not exist." in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_the_region_option_selects_the_region(server: ServerProcess, name: str) -> None:
-    ok(aws(server, "create-queue", "--queue-name", name))
-    assert ok(aws(server, "list-queues", "--queue-name-prefix", name, region="eu-west-1")) in (
-        None,
-        {},
-        {"QueueUrls": []},
-    )
-    assert aws(server, "get-queue-url", "--queue-name", name, region="eu-west-1").returncode != 0
