@@ -114,8 +114,12 @@ NO_QUEUE = wire.QUEUE_DOES_NOT_EXIST_MESSAGE
 class Caller:
     region: str
     account: str
-    home: bool  # the home region: queue names are WonderQ's own
+    home_region: str  # SQS_REGION: its queue names are WonderQ's own
     base_url: str  # scheme://host of the request, for queue URLs
+
+    @property
+    def home(self) -> bool:
+        return self.region == self.home_region
 
     def queue(self, name: str) -> str:
         """The WonderQ queue behind the SQS queue `name` in this region."""
@@ -134,9 +138,10 @@ class Caller:
             return None if colon else internal
         return name if region == self.region else None
 
-    def arn_of(self, internal: str, home_region: str) -> str:
+    def arn_of(self, internal: str) -> str:
+        """The ARN of a WonderQ queue, in whatever region it is."""
         region, colon, name = internal.rpartition(":")
-        return f"arn:aws:sqs:{region if colon else home_region}:{self.account}:{name if colon else internal}"
+        return f"arn:aws:sqs:{region if colon else self.home_region}:{self.account}:{name if colon else internal}"
 
 
 @dataclass(slots=True)
@@ -154,7 +159,8 @@ class MoveTask:
 
 
 class SqsAdapter:
-    """Serves one SQS request at a time per call of `serve`; shares nothing with API v1 but the actor."""
+    """Serves SQS requests through the actor, as API v1 does. Its own state (when each queue was last purged,
+    the move tasks) lives only while the server runs."""
 
     def __init__(self, handle: ActorHandle, settings: Settings) -> None:
         self._handle = handle
@@ -199,9 +205,13 @@ class SqsAdapter:
             if handler is None:
                 raise _error("InvalidAction", f"The action {action} is not valid for this endpoint.")
             reply = await handler(caller, params)
+        except WonderQError as error:
+            return _error_response(_as_sqs(error), request_id)
         except wire.SqsError as error:
-            status, headers, body = wire.error_response(error.code, error.message, request_id)
-            return Response(body, status=status, headers=headers)
+            return _error_response(error, request_id)
+        except Exception:
+            log.exception("unexpected error in SQS %s", request.headers.get("X-Amz-Target"))
+            return _error_response(_error("InternalFailure", "internal error"), request_id)
         headers = {"Content-Type": wire.JSON_CONTENT_TYPE, "x-amzn-RequestId": request_id}
         return Response(orjson.dumps(reply), status=200, headers=headers)
 
@@ -269,20 +279,14 @@ class SqsAdapter:
         forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         scheme = forwarded if forwarded in ("http", "https") else request.scheme
         host = request.headers.get("Host") or f"{settings.host}:{settings.port}"
-        return Caller(region, settings.sqs_account_id, region == settings.sqs_region, f"{scheme}://{host}")
+        return Caller(region, settings.sqs_account_id, settings.sqs_region, f"{scheme}://{host}")
 
     async def _ask(self, command: Command[T]) -> T:
         """The actor's reply, with WonderQ's errors as the SQS errors that mean the same."""
         try:
             return await self._handle.ask(command)
-        except QueueNotFound:
-            raise _error("QueueDoesNotExist", NO_QUEUE) from None
-        except (ShuttingDown, StorageUnavailable, StorageFull) as error:
-            raise _error("ServiceUnavailable", error.message) from None
-        except wire.SqsError:
-            raise
         except WonderQError as error:
-            raise _error("InvalidParameterValue", error.message) from None
+            raise _as_sqs(error) from None
 
     # ---- parameters ----
 
@@ -436,7 +440,7 @@ class SqsAdapter:
             "DelaySeconds": str(int(attributes.delay)),
             "MaximumMessageSize": str(attributes.max_message_bytes or self._settings.max_message_bytes),
             "MessageRetentionPeriod": str(int(attributes.retention)),
-            "QueueArn": caller.arn_of(stats.name, self._settings.sqs_region),
+            "QueueArn": caller.arn_of(stats.name),
             "ReceiveMessageWaitTimeSeconds": "0",
             "SqsManagedSseEnabled": "false",
             "VisibilityTimeout": str(int(attributes.visibility_timeout)),
@@ -446,7 +450,7 @@ class SqsAdapter:
                 values[key] = metadata[SETTING + key]
         if attributes.max_receives and attributes.dead_letter_queue is not None:
             policy = {
-                "deadLetterTargetArn": caller.arn_of(attributes.dead_letter_queue, self._settings.sqs_region),
+                "deadLetterTargetArn": caller.arn_of(attributes.dead_letter_queue),
                 "maxReceiveCount": attributes.max_receives,
             }
             values["RedrivePolicy"] = json.dumps(policy, separators=(",", ":"))
@@ -743,7 +747,7 @@ class SqsAdapter:
             "ApproximateFirstReceiveTimestamp": str(int(lease.first_received_at * 1000)),
         }
         if lease.source_queue is not None:
-            attributes["DeadLetterQueueSourceArn"] = caller.arn_of(lease.source_queue, self._settings.sqs_region)
+            attributes["DeadLetterQueueSourceArn"] = caller.arn_of(lease.source_queue)
         chosen = {key: value for key, value in attributes.items() if everything or key in system}
         if chosen:
             message["Attributes"] = chosen
@@ -976,6 +980,20 @@ class _Changes:
             dead_letter_queue=self.dead_letter_queue,
             metadata=self.metadata,
         )
+
+
+def _as_sqs(error: WonderQError) -> wire.SqsError:
+    """The SQS error that means what a WonderQ error means."""
+    if isinstance(error, QueueNotFound):
+        return _error("QueueDoesNotExist", NO_QUEUE)
+    if isinstance(error, ShuttingDown | StorageUnavailable | StorageFull):
+        return _error("ServiceUnavailable", error.message)
+    return _error("InvalidParameterValue", error.message)
+
+
+def _error_response(error: wire.SqsError, request_id: str) -> Response:
+    status, headers, body = wire.error_response(error.code, error.message, request_id)
+    return Response(body, status=status, headers=headers)
 
 
 def _failure(entry_id: str, error: wire.SqsError) -> Json:
