@@ -26,7 +26,7 @@ from tests.helpers import limits
 from wonderq.core import DEDUP_WINDOW, Core
 from wonderq.errors import LeaseLost, MessageNotFound
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, RedriveReport, State
+from wonderq.model import DEFAULT_RETENTION, Attributes, Outgoing, Payload, RedriveReport, State
 from wonderq.store import SqliteStore
 
 QUEUES = ("a", "b", "dlq")
@@ -40,7 +40,7 @@ ATTRIBUTES = ((), (("k", "v"),), (("a", ""), ("z", "é")))
 @dataclass
 class ModelMessage:
     body: bytes
-    attributes: tuple[tuple[str, str], ...]
+    attributes: Attributes
     sent_at: float
     priority: int = 0
     visible_at: float = 0.0  # epoch seconds before which it is delayed
