@@ -11,7 +11,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 
 # Lower layers first. A module may import only from layers before its own.
 LAYERS: list[set[str]] = [
-    {"errors", "model", "ids", "clock", "sqs_wire"},
+    {"errors", "model", "ids", "clock", "sqs_wire", "ready"},
     {"core", "store"},
     {"commands", "config"},
     {"actor"},
@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"__main__"},
 ]
-PURE = {"errors", "model", "core", "commands", "sqs_wire"}  # no I/O, no clock, no async library
+PURE = {"errors", "model", "core", "commands", "sqs_wire", "ready"}  # no I/O, no clock, no async library
 FORBIDDEN_IN_PURE = {"trio", "quart", "quart_trio", "hypercorn", "httpx", "time", "datetime", "asyncio", "os"}
 
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from wonderq.errors import (
@@ -84,10 +84,14 @@ from wonderq.model import (
     State,
     TypedValue,
 )
+from wonderq.ready import GroupReady, PriorityReady
 
 # 1 to 80 of A-Z a-z 0-9 _ -, optionally after a namespace "<ns>:" (the SQS adapter keeps the queues of each
 # region but its home region in the namespace of that region's name, "eu-west-1:jobs").
-QUEUE_NAME = re.compile(r"(?:[a-z0-9-]{1,40}:)?[A-Za-z0-9_-]{1,80}")
+# A name ending in ".fifo" (which counts toward the 80) is a FIFO queue's.
+QUEUE_NAME = re.compile(r"(?:[a-z0-9-]{1,40}:)?(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)")
+FIFO_SUFFIX = ".fifo"
+GROUP = re.compile(r"[!-~]{0,128}")  # a message group: printable ASCII, no spaces ("" is the default group)
 ATTRIBUTE_TYPE = re.compile(r"(String|Number|Binary)(\.[!-~]{1,249})?")  # SQS's data types, custom suffix too
 MAX_VISIBILITY_TIMEOUT = 43_200.0  # seconds (12 hours), as in SQS
 MAX_CONSUMER_CHARS = 200
@@ -132,56 +136,7 @@ class _Message:
     deadline_at: float | None = None
     consumer: str | None = None
     source_queue: str | None = None  # set while it is in a dead-letter queue
-
-
-class _ReadyHeap:
-    """READY message ids in (priority, id) order, without a tuple per message: a heap of ids per priority, and
-    a heap of the priorities in use (most queues use one). Entries of messages that left READY by purge stay
-    until popped; callers check the message's state."""
-
-    __slots__ = ("_by_priority", "_priorities")
-
-    def __init__(self) -> None:
-        self._by_priority: dict[int, list[str]] = {}
-        self._priorities: list[int] = []
-
-    def push(self, priority: int, message_id: str) -> None:
-        ids = self._by_priority.get(priority)
-        if ids is None:
-            self._by_priority[priority] = [message_id]
-            heapq.heappush(self._priorities, priority)
-        else:
-            heapq.heappush(ids, message_id)
-
-    def peek(self) -> str | None:
-        while self._priorities:
-            ids = self._by_priority[self._priorities[0]]
-            if ids:
-                return ids[0]
-            del self._by_priority[heapq.heappop(self._priorities)]
-        return None
-
-    def pop(self) -> str | None:
-        if self.peek() is None:
-            return None
-        return heapq.heappop(self._by_priority[self._priorities[0]])
-
-    def clear(self) -> None:
-        self._by_priority.clear()
-        self._priorities.clear()
-
-    def append_in_order(self, priority: int, message_id: str) -> None:
-        """Add an id larger than every id added so far (as when loading in id order): each id list stays a
-        valid heap without a sift. Call `reorder` once after the last one."""
-        ids = self._by_priority.get(priority)
-        if ids is None:
-            self._by_priority[priority] = [message_id]
-        else:
-            ids.append(message_id)
-
-    def reorder(self) -> None:
-        self._priorities = list(self._by_priority)
-        heapq.heapify(self._priorities)
+    group: str | None = None  # its message group ("" at least, in a FIFO queue)
 
 
 @dataclass(slots=True)
@@ -190,7 +145,8 @@ class _Queue:
     attributes: QueueAttributes
     created_at: float
     messages: dict[str, _Message] = field(default_factory=dict)  # insertion order is send order
-    ready: _ReadyHeap = field(default_factory=_ReadyHeap)
+    ready: PriorityReady = field(default_factory=PriorityReady)  # unused in a FIFO queue
+    groups: GroupReady | None = None  # the READY order of a FIFO queue
     delayed: list[tuple[float, str]] = field(default_factory=list)  # heap of (visible_at, message id)
     delayed_count: int = 0
     deadlines: list[tuple[float, str, str]] = field(default_factory=list)  # heap of (deadline_at, id, receipt)
@@ -212,6 +168,19 @@ class _Queue:
     dead_lettered: int = 0
     redriven: int = 0
 
+    def push_ready(self, message: _Message) -> None:
+        """File a READY message in the order it goes out by."""
+        if self.groups is None:
+            self.ready.push(message.priority, message.id)
+        else:
+            self.groups.push(message.id, message.group or "")
+
+    def unlease(self, message: _Message) -> None:
+        """Count a message as no longer leased (its lease ended, or it was acked or dropped while leased)."""
+        self.leased -= 1
+        if self.groups is not None:
+            self.groups.unlease(message.group or "")
+
     def add(self, message: _Message) -> None:
         """Put a message in `messages`; the caller files it in the heap of its state."""
         self.messages[message.id] = message
@@ -221,11 +190,24 @@ class _Queue:
             self.in_id_order = False
 
 
+def is_fifo(name: str) -> bool:
+    """Whether the queue of this name is a FIFO queue: its name ends in ".fifo"."""
+    return name.endswith(FIFO_SUFFIX)
+
+
+def _new_queue(name: str, attributes: QueueAttributes, created_at: float) -> _Queue:
+    queue = _Queue(name=name, attributes=attributes, created_at=created_at)
+    if is_fifo(name):
+        queue.groups = GroupReady()
+    return queue
+
+
 def check_queue_name(name: str) -> str:
     if not QUEUE_NAME.fullmatch(name):
         raise InvalidQueueName(
             f"queue name {name[:100]!r} is invalid: use 1 to 80 characters of A-Z a-z 0-9 _ -"
-            " (optionally after a namespace: 1 to 40 of a-z 0-9 - and a colon)"
+            " (ending in .fifo for a FIFO queue, within the 80; optionally after a namespace: 1 to 40 of a-z 0-9 -"
+            " and a colon)"
         )
     return name
 
@@ -370,6 +352,9 @@ class Core:
             if dead_letter_queue not in self._queues:
                 check_queue_name(dead_letter_queue)
                 raise InvalidParameter(f"dead_letter_queue {dead_letter_queue!r} does not exist; create it first")
+            if is_fifo(dead_letter_queue) != is_fifo(name):
+                kind = "a FIFO queue" if is_fifo(name) else "a standard queue"
+                raise InvalidParameter(f"the dead_letter_queue of {kind} must be {kind} too")
         queue = self._queues.get(name)
         old = queue.attributes if queue else QueueAttributes(visibility_timeout=self.limits.default_visibility_timeout)
         attributes = QueueAttributes(
@@ -386,7 +371,7 @@ class Core:
             raise InvalidParameter("max_receives needs a dead_letter_queue to move messages to")
         created = queue is None
         if queue is None:
-            queue = self._queues[name] = _Queue(name=name, attributes=attributes, created_at=now)
+            queue = self._queues[name] = _new_queue(name, attributes, now)
         else:
             self._advance(queue, now)  # what was due happens under the old attributes
         if created or queue.attributes != attributes:
@@ -425,6 +410,8 @@ class Core:
         self._touch_all(queue)
         queue.messages.clear()
         queue.ready.clear()
+        if queue.groups is not None:
+            queue.groups.clear()
         queue.delayed.clear()
         queue.delayed_count = 0
         queue.deadlines.clear()
@@ -466,6 +453,10 @@ class Core:
                 if entry.delay is not None:
                     check_delay(entry.delay)
                 check_priority(entry.priority)
+                if entry.group is not None and not GROUP.fullmatch(entry.group):
+                    raise InvalidParameter("a message group is up to 128 printable ASCII characters without spaces")
+                if is_fifo(name) and (entry.delay is not None or entry.priority):
+                    raise InvalidParameter("a FIFO queue takes neither a delay nor a priority per message")
                 if entry.dedup_id is not None and not DEDUP_ID.fullmatch(entry.dedup_id):
                     raise InvalidParameter("a dedup id is 1 to 128 printable ASCII characters without spaces")
             except InvalidParameter as error:
@@ -488,7 +479,8 @@ class Core:
                 if self._track:
                     self._dirty_dedup[name, entry.dedup_id] = DedupRecord(name, entry.dedup_id, message_id, expires_at)
             delay = queue.attributes.delay if entry.delay is None else entry.delay
-            message = _Message(id=message_id, payload=entry.payload, sent_at=now, priority=entry.priority)
+            group = entry.group if queue.groups is None or entry.group is not None else ""
+            message = _Message(id=message_id, payload=entry.payload, sent_at=now, priority=entry.priority, group=group)
             queue.add(message)
             queue.arrivals.append(message_id)
             if delay > 0:
@@ -497,7 +489,7 @@ class Core:
                 heapq.heappush(queue.delayed, (message.visible_at, message_id))
                 queue.delayed_count += 1
             else:
-                queue.ready.push(entry.priority, message_id)
+                queue.push_ready(message)
             ids.append(message_id)
             self._last_id = message_id
             if self._track:
@@ -531,28 +523,45 @@ class Core:
         deadline_at = now + visibility_timeout
         max_messages = min(max_messages, self._room_in_flight(queue))
         leases: list[Lease] = []
-        while len(leases) < max_messages and (message_id := queue.ready.pop()) is not None:
-            message = queue.messages.get(message_id)
-            if message is None or message.state is not State.READY:
-                continue  # stale entry: the message was purged
-            if queue.attributes.max_receives and message.receive_count >= queue.attributes.max_receives:
-                self._dead_letter(queue, message)  # received enough already (max_receives was lowered since)
-                continue
-            message.state = State.LEASED
-            message.receive_count += 1
-            if message.first_received_at is None:
-                message.first_received_at = now
-            message.receipt = f"{message.id}.{self._new_token()}"
-            message.deadline_at = deadline_at
-            message.consumer = consumer
-            heapq.heappush(queue.deadlines, (deadline_at, message.id, message.receipt))
-            leases.append(_lease(message))
-            self._touch(queue, message)
+        groups = queue.groups
+        if groups is None:
+            while len(leases) < max_messages and (message_id := queue.ready.pop()) is not None:
+                self._lease_if_ready(queue, message_id, deadline_at, consumer, now, leases)
+        else:
+            # Group by group, oldest first; as many of one group as fit before the next (as SQS does).
+            while len(leases) < max_messages and (group := groups.open_group()) is not None:
+                taken = len(leases)
+                while len(leases) < max_messages and (message_id := groups.pop(group)) is not None:
+                    self._lease_if_ready(queue, message_id, deadline_at, consumer, now, leases)
+                for _ in range(len(leases) - taken):
+                    groups.lease(group)
         queue.leased += len(leases)
         queue.received += len(leases)
         if leases:
             self._touch_queue(queue)
         return leases
+
+    def _lease_if_ready(
+        self, queue: _Queue, message_id: str, deadline_at: float, consumer: str | None, now: float, leases: list[Lease]
+    ) -> None:
+        """Lease the message a ready-order entry names, unless the entry is stale or the message is a dead
+        letter by now (max_receives was lowered since); append the lease to `leases`."""
+        message = queue.messages.get(message_id)
+        if message is None or message.state is not State.READY:
+            return  # stale entry: the message was purged, moved or dropped
+        if queue.attributes.max_receives and message.receive_count >= queue.attributes.max_receives:
+            self._dead_letter(queue, message)
+            return
+        message.state = State.LEASED
+        message.receive_count += 1
+        if message.first_received_at is None:
+            message.first_received_at = now
+        message.receipt = f"{message.id}.{self._new_token()}"
+        message.deadline_at = deadline_at
+        message.consumer = consumer
+        heapq.heappush(queue.deadlines, (deadline_at, message.id, message.receipt))
+        leases.append(_lease(message))
+        self._touch(queue, message)
 
     def has_ready(self, name: str, *, now: float) -> bool:
         """Whether a receive on this queue now would return a message (one is ready and in-flight room left)."""
@@ -560,16 +569,25 @@ class Core:
         if not self._room_in_flight(queue):
             return False
         max_receives = queue.attributes.max_receives
-        while (message_id := queue.ready.peek()) is not None:
+        groups = queue.groups
+        while True:
+            group = None
+            if groups is None:
+                message_id = queue.ready.peek()
+            else:
+                group = groups.open_group()
+                message_id = None if group is None else groups.peek(group)
+            if message_id is None:
+                return False
             message = queue.messages.get(message_id)
             if message is not None and message.state is State.READY:
                 if not (max_receives and message.receive_count >= max_receives):
                     return True
+                self._dead_letter(queue, message)  # its entry goes stale, and is dropped just below
+            if groups is None:
                 queue.ready.pop()
-                self._dead_letter(queue, message)
-                continue
-            queue.ready.pop()
-        return False
+            else:
+                groups.pop(group or "")
 
     # ---- settling leases ----------------------------------------------------------------------------
 
@@ -578,7 +596,7 @@ class Core:
         queue = self._queue(name, now)
         message = self._live_lease(queue, message_id, receipt)
         del queue.messages[message.id]
-        queue.leased -= 1
+        queue.unlease(message)
         queue.acked += 1
         self._touch(queue, message)
         self._touch_queue(queue)
@@ -626,7 +644,7 @@ class Core:
         if message is None:
             return False
         if message.state is State.LEASED:
-            queue.leased -= 1
+            queue.unlease(message)
         elif message.state is State.DELAYED:
             queue.delayed_count -= 1
         queue.acked += 1
@@ -663,12 +681,12 @@ class Core:
             target = self._queue(destination, now)
         moved = 0
         skipped: list[_Message] = []
-        while moved < limit and (message_id := queue.ready.pop()) is not None:
+        for message_id in self._ready_in_order(queue):
             message = queue.messages.get(message_id)
             if message is None or message.state is not State.READY:
                 continue  # stale entry
             to = target or self._queues.get(message.source_queue or "")
-            if to is None or to is queue:
+            if to is None or to is queue or (to.groups is None) != (queue.groups is None):
                 skipped.append(message)
                 continue
             if target is None:
@@ -678,10 +696,24 @@ class Core:
             message.receive_count = 0
             message.first_received_at = None
             moved += 1
-        for message in skipped:
-            queue.ready.push(message.priority, message.id)
+            if moved == limit:
+                break
+        if queue.groups is None:  # taken off the priority order: put back (a FIFO queue's order kept them)
+            for message in skipped:
+                queue.ready.push(message.priority, message.id)
         queue.redriven += moved
         return RedriveReport(moved=moved, skipped=len(skipped))
+
+    @staticmethod
+    def _ready_in_order(queue: _Queue) -> Iterator[str]:
+        """READY ids (and stale entries) in delivery order. A standard queue's are taken off its priority order
+        as they are consumed; a FIFO queue's come in id order across groups and its group order is left as it
+        is (the ones moved away go stale there)."""
+        if queue.groups is None:
+            while (message_id := queue.ready.pop()) is not None:
+                yield message_id
+        else:
+            yield from sorted(m.id for m in queue.messages.values() if m.state is State.READY)
 
     def expire(self, *, now: float) -> int:
         """Release every lease whose deadline has come, and make ready every message whose delay has passed,
@@ -717,6 +749,7 @@ class Core:
                     lease_expires_at=message.deadline_at,
                     consumer=message.consumer,
                     source_queue=message.source_queue,
+                    group=message.group,
                 )
             )
         return PeekPage(tuple(views), next_after=None)
@@ -766,9 +799,9 @@ class Core:
         end on first use."""
         self._queues = {}
         for record in snapshot.queues:
-            self._queues[record.name] = _Queue(
-                name=record.name,
-                attributes=QueueAttributes(
+            queue = self._queues[record.name] = _new_queue(
+                record.name,
+                QueueAttributes(
                     visibility_timeout=record.visibility_timeout,
                     max_in_flight=record.max_in_flight,
                     delay=record.delay,
@@ -778,16 +811,16 @@ class Core:
                     dead_letter_queue=record.dead_letter_queue,
                     metadata=record.metadata,
                 ),
-                created_at=record.created_at,
-                sent=record.sent,
-                received=record.received,
-                acked=record.acked,
-                expired=record.expired,
-                released=record.released,
-                dropped=record.dropped,
-                dead_lettered=record.dead_lettered,
-                redriven=record.redriven,
+                record.created_at,
             )
+            queue.sent = record.sent
+            queue.received = record.received
+            queue.acked = record.acked
+            queue.expired = record.expired
+            queue.released = record.released
+            queue.dropped = record.dropped
+            queue.dead_lettered = record.dead_lettered
+            queue.redriven = record.redriven
         previous = ""
         for item in snapshot.messages:
             if item.id <= previous:
@@ -802,7 +835,9 @@ class Core:
                 receive_count=item.receive_count,
                 first_received_at=item.first_received_at,
                 source_queue=item.source_queue,
+                group=item.group,
             )
+            groups = queue.groups
             if item.receipt is not None and item.deadline_at is not None:
                 message.state = State.LEASED
                 message.receipt = item.receipt
@@ -810,13 +845,17 @@ class Core:
                 message.consumer = item.consumer
                 queue.deadlines.append((item.deadline_at, item.id, item.receipt))
                 queue.leased += 1
+                if groups is not None:
+                    groups.lease(item.group or "")
             elif item.visible_at is not None:
                 message.state = State.DELAYED
                 message.visible_at = item.visible_at
                 queue.delayed.append((item.visible_at, item.id))
                 queue.delayed_count += 1
-            else:
+            elif groups is None:
                 queue.ready.append_in_order(item.priority, item.id)
+            else:
+                groups.append_in_order(item.id, item.group or "")
             queue.messages[item.id] = message
             queue.arrivals.append(item.id)  # id order is send order, wherever the message was sent
             queue.newest_id = item.id
@@ -826,6 +865,8 @@ class Core:
             heapq.heapify(queue.deadlines)
             heapq.heapify(queue.delayed)
             queue.ready.reorder()
+            if queue.groups is not None:
+                queue.groups.reorder()
         for remembered in sorted(snapshot.dedup, key=lambda d: d.expires_at):
             owner = self._queues.get(remembered.queue)
             if owner is not None:
@@ -880,8 +921,8 @@ class Core:
         message.receipt = None
         message.deadline_at = None
         message.consumer = None
-        queue.leased -= 1
-        queue.ready.push(message.priority, message.id)
+        queue.unlease(message)
+        queue.push_ready(message)
         self._touch(queue, message)
         self._touch_queue(queue)  # its counters change with every caller of this
 
@@ -919,7 +960,7 @@ class Core:
             message.state = State.READY
             message.visible_at = None
             queue.delayed_count -= 1
-            queue.ready.push(message.priority, message.id)
+            queue.push_ready(message)
             self._touch(queue, message)
         expired = 0
         deadlines = queue.deadlines
@@ -954,7 +995,7 @@ class Core:
         is left behind, stale)."""
         del source.messages[message.id]
         target.add(message)
-        target.ready.push(message.priority, message.id)
+        target.push_ready(message)
         heapq.heappush(target.moved_in, (message.sent_at, message.id))
         if self._track:
             _, is_new = self._dirty_messages.get(message.id, (source.name, False))
@@ -987,7 +1028,7 @@ class Core:
     def _drop(self, queue: _Queue, message: _Message) -> None:
         del queue.messages[message.id]
         if message.state is State.LEASED:
-            queue.leased -= 1
+            queue.unlease(message)
         elif message.state is State.DELAYED:
             queue.delayed_count -= 1
         queue.dropped += 1
@@ -1037,6 +1078,7 @@ def _record(queue: str, message: _Message) -> MessageRecord:
         deadline_at=message.deadline_at,
         consumer=message.consumer,
         source_queue=message.source_queue,
+        group=message.group,
     )
 
 
@@ -1078,4 +1120,5 @@ def _lease(message: _Message) -> Lease:
         lease_expires_at=message.deadline_at,
         consumer=message.consumer,
         source_queue=message.source_queue,
+        group=message.group,
     )

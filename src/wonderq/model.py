@@ -53,6 +53,7 @@ class Outgoing:
     delay: float | None = None  # seconds before it can be received; None: the queue's `delay`
     priority: int = 0  # lower goes first; equal priorities go in send order
     dedup_id: str | None = None  # a send with a dedup id already used in the window returns the first id
+    group: str | None = None  # its message group; a FIFO queue delivers each group in order, one batch at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Lease:
     lease_expires_at: float  # epoch seconds
     consumer: str | None
     source_queue: str | None = None  # the queue it was dead-lettered from, while it is in a dead-letter queue
+    group: str | None = None  # its message group, if it was sent with one (always, in a FIFO queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class MessageView:
     lease_expires_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
     source_queue: str | None = None  # the queue it was dead-lettered from, while it is in a dead-letter queue
+    group: str | None = None  # its message group, if it was sent with one (always, in a FIFO queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,7 @@ class MessageRecord(NamedTuple):
     deadline_at: float | None  # epoch seconds; None unless leased
     consumer: str | None
     source_queue: str | None = None  # the queue it was dead-lettered from
+    group: str | None = None  # its message group, if it was sent with one (always, in a FIFO queue)
 
 
 class DedupRecord(NamedTuple):

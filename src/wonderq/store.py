@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS messages (
     deadline_at REAL,
     consumer TEXT,
     attributes TEXT,  -- JSON: name to text, or to an object of type and text (or base64); NULL when none
-    source_queue TEXT  -- the queue it was dead-lettered from
+    source_queue TEXT,  -- the queue it was dead-lettered from
+    message_group TEXT  -- its message group (what orders a FIFO queue)
 );
 """
 
@@ -110,6 +111,7 @@ MIGRATIONS: dict[str, tuple[str, list[str]]] = {
             "ALTER TABLE queues ADD COLUMN metadata TEXT",
             "ALTER TABLE messages ADD COLUMN attributes TEXT",
             "ALTER TABLE messages ADD COLUMN source_queue TEXT",
+            "ALTER TABLE messages ADD COLUMN message_group TEXT",
         ],
     ),
 }
@@ -119,7 +121,7 @@ QUEUE_COLUMNS = (
 )  # in QueueRecord's field order
 MESSAGE_COLUMNS = (
     "id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at, receipt,"
-    " deadline_at, consumer, attributes, source_queue"
+    " deadline_at, consumer, attributes, source_queue, message_group"
 )
 
 
@@ -217,6 +219,7 @@ class SqliteStore:
 
     def _messages(self) -> Iterator[MessageRecord]:
         media_types: dict[str, str] = {}  # one string per content type, not one per message
+        groups: dict[str, str] = {}  # one string per message group, likewise
         rows = self._db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY id")
         for (
             number,
@@ -233,6 +236,7 @@ class SqliteStore:
             consumer,
             attributes,
             source_queue,
+            group,
         ) in rows:
             yield MessageRecord(
                 format(number, ID_FORMAT),
@@ -251,6 +255,7 @@ class SqliteStore:
                 deadline_at,
                 consumer,
                 source_queue,
+                group if group is None else groups.setdefault(group, group),
             )
 
     def commit(self, changes: Changes) -> None:
@@ -262,7 +267,7 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
             db.executemany(
-                f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 15)})",
                 (
                     (
                         int(m.id, 16),
@@ -279,6 +284,7 @@ class SqliteStore:
                         m.consumer,
                         _dump_attributes(m.payload.attributes) if m.payload.attributes else None,
                         m.source_queue,
+                        m.group,
                     )
                     for m in changes.inserted_messages
                 ),
