@@ -3,11 +3,12 @@ changes, purges, redrives, expiries, jumps in time, and restarts through the rea
 every answer.
 
 Queue "a" dead-letters to "dlq" after MAX_RECEIVES deliveries; "b" and "dlq" have short retentions, so that
-messages are dropped within a run.
+messages are dropped within a run; "f.fifo" is a FIFO queue, whose sends pick one of a few message groups.
 
 The invariants: no message is in two places; no message is leased twice at once; an acked, purged or dropped
-message never comes back; messages are delivered by priority, then in send order; counts match; dead letters
-keep their message; a restart changes nothing.
+message never comes back; messages are delivered by priority, then in send order (in a FIFO queue: group by
+group, and never from a group with a message leased); counts match; dead letters keep their message; a restart
+changes nothing.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from wonderq.ids import TimeOrderedIds
 from wonderq.model import DEFAULT_RETENTION, Attributes, Outgoing, Payload, RedriveReport, State
 from wonderq.store import SqliteStore
 
-QUEUES = ("a", "b", "dlq")
-IN_FLIGHT = {"a": 0, "b": 3, "dlq": 0}  # max_in_flight of each queue (0: no limit)
-QUEUE_DELAY = {"a": 0.0, "b": 1.0, "dlq": 0.0}  # each queue's default delay, seconds
-RETENTION = {"a": DEFAULT_RETENTION, "b": 60.0, "dlq": 900.0}  # seconds
+QUEUES = ("a", "b", "dlq", "f.fifo")
+FIFO = "f.fifo"
+IN_FLIGHT = {"a": 0, "b": 3, "dlq": 0, FIFO: 0}  # max_in_flight of each queue (0: no limit)
+QUEUE_DELAY = {"a": 0.0, "b": 1.0, "dlq": 0.0, FIFO: 0.0}  # each queue's default delay, seconds
+RETENTION = {"a": DEFAULT_RETENTION, "b": 60.0, "dlq": 900.0, FIFO: DEFAULT_RETENTION}  # seconds
+GROUPS = ("g1", "g2", "g3")
 MAX_RECEIVES = 1  # of queue "a", whose dead-letter queue is "dlq": low, so that runs dead-letter often
 ATTRIBUTES = ((), (("k", "v"),), (("a", ""), ("z", "é")))
 
@@ -45,6 +48,7 @@ class ModelMessage:
     priority: int = 0
     visible_at: float = 0.0  # epoch seconds before which it is delayed
     source_queue: str | None = None
+    group: str | None = None
     receive_count: int = 0
     first_received_at: float | None = None
     receipt: str | None = None
@@ -100,7 +104,7 @@ class CoreVersusModel(RuleBasedStateMachine):
             )
             self.model[name] = {}
         for name in QUEUES:  # a few messages from the start, so that every run has something to deliver
-            self.send(name, [(None, 0, None, ())] * 3)
+            self.send(name, [(None, 0, None, (), group) for group in ("g1", "g2", "g1")])
 
     @rule(
         queue=st.sampled_from(QUEUES),
@@ -110,19 +114,23 @@ class CoreVersusModel(RuleBasedStateMachine):
                 st.sampled_from([0, 0, -1, 3]),
                 st.sampled_from([None, None, "d1", "d2"]),
                 st.sampled_from(ATTRIBUTES),
+                st.sampled_from(GROUPS),
             ),
             min_size=1,
             max_size=5,
         ),
     )
     def send(
-        self, queue: str, options: list[tuple[float | None, int, str | None, tuple[tuple[str, str], ...]]]
+        self, queue: str, options: list[tuple[float | None, int, str | None, tuple[tuple[str, str], ...], str]]
     ) -> None:
         outgoing = []
-        for delay, priority, dedup_id, attributes in options:
+        for delay, priority, dedup_id, attributes, group in options:
             self.counter += 1
             payload = Payload(f"m{self.counter}".encode(), "text/plain", attributes)
-            outgoing.append(Outgoing(payload, delay, priority, dedup_id))
+            if queue == FIFO:  # a FIFO queue takes no delay or priority per message
+                outgoing.append(Outgoing(payload, None, 0, dedup_id, group))
+            else:
+                outgoing.append(Outgoing(payload, delay, priority, dedup_id))
         ids = self.core.send_batch(queue, outgoing, now=self.now)
         remembered = self.dedup[queue]
         for message_id, entry in zip(ids, outgoing, strict=True):
@@ -134,7 +142,12 @@ class CoreVersusModel(RuleBasedStateMachine):
             assert all(message_id not in messages for messages in self.model.values())
             delay = QUEUE_DELAY[queue] if entry.delay is None else entry.delay
             self.model[queue][message_id] = ModelMessage(
-                entry.payload.data, entry.payload.attributes, self.now, entry.priority, self.now + delay
+                entry.payload.data,
+                entry.payload.attributes,
+                self.now,
+                entry.priority,
+                self.now + delay,
+                group=entry.group,
             )
             if key is not None:
                 remembered[key] = (message_id, self.now + DEDUP_WINDOW)
@@ -154,6 +167,13 @@ class CoreVersusModel(RuleBasedStateMachine):
             room = min(room, IN_FLIGHT[queue] - sum(m.leased(self.now) for m in messages.values()))
         visible = [(m.priority, i) for i, m in messages.items() if not m.leased(self.now) and not m.delayed(self.now)]
         expected = [i for _, i in sorted(visible)][:room]
+        if queue == FIFO:  # whole groups, oldest head first, skipping the groups with a message leased
+            blocked = {m.group for m in messages.values() if m.leased(self.now)}
+            by_group: dict[str | None, list[str]] = {}
+            for _, message_id in sorted(visible):
+                by_group.setdefault(messages[message_id].group, []).append(message_id)
+            open_groups = sorted((ids[0], group) for group, ids in by_group.items() if group not in blocked)
+            expected = [i for _, group in open_groups for i in by_group[group]][:room]
         assert [lease.id for lease in leases] == expected
         seconds = 10.0 if visibility_timeout is None else visibility_timeout
         for lease in leases:
@@ -317,6 +337,7 @@ class CoreVersusModel(RuleBasedStateMachine):
                 assert view.source_queue == messages[view.id].source_queue
                 assert view.payload.attributes == messages[view.id].attributes
                 assert view.sent_at == messages[view.id].sent_at
+                assert view.group == messages[view.id].group
             assert not self.gone & {v.id for v in page.messages}
 
 
