@@ -326,3 +326,53 @@ async def test_namespaced_queue_names_work_in_api_v1(client: Client, autojump_cl
     names = [queue["name"] for queue in (await check(await client.get("/v1/queues"), 200))["queues"]]
     assert "eu-west-1:jobs" in names
     await check_error(await client.get(queue_path("EU:jobs")), 400, "invalid_queue_name")
+
+
+# ---- FIFO queues ----------------------------------------------------------------------------------------------
+
+
+async def test_a_fifo_queue_delivers_each_group_in_order_one_batch_at_a_time(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    await put_queue(client, "jobs.fifo", visibility_timeout=5)
+    entries = [
+        {"body": "a1", "content_type": TEXT, "group": "a"},
+        {"body": "b1", "content_type": TEXT, "group": "b"},
+        {"body": "a2", "content_type": TEXT, "group": "a"},
+    ]
+    await check(await client.post(queue_path("jobs.fifo", "/messages/batch"), json={"messages": entries}), 201)
+    response = await client.post(
+        queue_path("jobs.fifo", "/messages"), data="a3", headers={"Content-Type": TEXT}, query_string={"group": "a"}
+    )
+    await check(response, 201)
+    first = await receive(client, "jobs.fifo", max=2)
+    assert [(m["body"], m["group"]) for m in first] == [("a1", "a"), ("a2", "a")]
+    assert [m["body"] for m in await receive(client, "jobs.fifo", max=10)] == ["b1"]
+    assert await receive(client, "jobs.fifo", max=10) == []  # a and b both have leases out
+    for message in first:
+        await check(
+            await client.delete(
+                queue_path("jobs.fifo", f"/messages/{message['id']}"), query_string={"receipt": message["receipt"]}
+            ),
+            204,
+        )
+    assert [m["body"] for m in await receive(client, "jobs.fifo", max=10)] == ["a3"]
+    assert [m["group"] for m in (await peek(client, "jobs.fifo"))["messages"]] == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"delay": "1", "group": "a"}, "invalid_parameter"),
+        ({"priority": "1"}, "invalid_parameter"),
+        ({"group": "a b"}, "invalid_parameter"),
+    ],
+)
+async def test_fifo_sends_take_no_delay_or_priority(
+    client: Client, autojump_clock: MockClock, query: dict[str, str], code: str
+) -> None:
+    await put_queue(client, "jobs.fifo")
+    response = await client.post(
+        queue_path("jobs.fifo", "/messages"), data="m", headers={"Content-Type": TEXT}, query_string=query
+    )
+    await check_error(response, 400, code)

@@ -48,6 +48,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                 "lease_expires_at": wall_now() + 5,
                 "consumer": "c1",
                 "source_queue": None,
+                "group": None,
             },
             *(
                 {
@@ -65,6 +66,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                     "lease_expires_at": None,
                     "consumer": None,
                     "source_queue": None,
+                    "group": None,
                 }
                 for message_id, body in ((second, "m1"), (third, "m2"))
             ),

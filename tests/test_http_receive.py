@@ -53,6 +53,7 @@ async def test_lease_reply_has_every_field(client: Client, autojump_clock: MockC
         "lease_expires_at": wall_now() + 7,
         "consumer": "worker-1",
         "source_queue": None,
+        "group": None,
     }
 
 

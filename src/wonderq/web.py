@@ -136,6 +136,7 @@ class SendParamsIn(_Strict):
 
     delay: float | None = None
     priority: int = 0
+    group: str | None = None
 
 
 class ReceiveIn(_Strict):
@@ -153,6 +154,7 @@ class BatchEntryIn(_Strict):
     priority: int = 0
     dedup_id: str | None = None
     attributes: dict[str, str] | None = None
+    group: str | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> BatchEntryIn:
@@ -273,6 +275,7 @@ def _message_fields(message: Lease | MessageView) -> dict[str, Any]:
         "lease_expires_at": message.lease_expires_at,
         "consumer": message.consumer,
         "source_queue": message.source_queue,
+        "group": message.group,
     }
 
 
@@ -460,7 +463,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         attributes = attributes_from_query()
         payload = (await read_message_body())._replace(attributes=attributes)
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        ids = await handle.ask(Send(name, (Outgoing(payload, options.delay, options.priority, key),)))
+        ids = await handle.ask(Send(name, (Outgoing(payload, options.delay, options.priority, key, options.group),)))
         return json_response({"id": ids[0]}, 201)
 
     @app.post("/v1/queues/<name>/messages/batch")
@@ -468,7 +471,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         check_queue_name(name)
         batch = await read_json(BatchIn, required=True)
         messages = [
-            Outgoing(_entry_payload(index, entry), entry.delay, entry.priority, entry.dedup_id)
+            Outgoing(_entry_payload(index, entry), entry.delay, entry.priority, entry.dedup_id, entry.group)
             for index, entry in enumerate(batch.messages)
         ]
         return json_response({"ids": await handle.ask(Send(name, messages))}, 201)
