@@ -45,7 +45,7 @@ from wonderq.commands import (
     Send,
 )
 from wonderq.config import Settings
-from wonderq.core import MAX_REDRIVE, split_receipt
+from wonderq.core import MAX_REDRIVE, is_fifo, split_receipt
 from wonderq.errors import (
     InvalidReceipt,
     LeaseLost,
@@ -75,7 +75,13 @@ MAX_MOVE_TASKS = 10  # remembered per source queue (ListMessageMoveTasks shows a
 MAX_CLOCK_SKEW = 900  # seconds a signed request's X-Amz-Date may be off, as in AWS
 TAG = "tag:"  # metadata name prefix of a queue tag
 SETTING = "sqs:"  # metadata name prefix of an SQS-only queue attribute, kept as given
+FIFO_SETTINGS = {  # what a FIFO queue's own attributes are until set; the adapter acts on them
+    "ContentBasedDeduplication": "false",
+    "DeduplicationScope": "queue",
+    "FifoThroughputLimit": "perQueue",
+}
 KEPT_AS_GIVEN = (  # SQS queue attributes WonderQ stores and returns without acting on them
+    *FIFO_SETTINGS,
     "Policy",
     "RedriveAllowPolicy",
     "KmsMasterKeyId",
@@ -309,7 +315,7 @@ class SqsAdapter:
         url = self._text(params, "QueueUrl", required=True)
         assert url is not None
         parts = [part for part in urlsplit(url).path.split("/") if part]
-        if len(parts) != 2 or parts[0] != caller.account or not wire.is_valid_queue_name(parts[1], fifo=False):
+        if len(parts) != 2 or parts[0] != caller.account or not _valid_name(parts[1]):
             raise _error("QueueDoesNotExist", NO_QUEUE)
         return caller.queue(parts[1]), parts[1]
 
@@ -318,7 +324,7 @@ class SqsAdapter:
         parts = arn.split(":")
         if len(parts) != 6 or parts[:3] != ["arn", "aws", "sqs"] or parts[4] != caller.account:
             return None
-        if parts[3] != caller.region or not wire.is_valid_queue_name(parts[5], fifo=False):
+        if parts[3] != caller.region or not _valid_name(parts[5]):
             return None
         return caller.queue(parts[5])
 
@@ -332,10 +338,11 @@ class SqsAdapter:
         assert name is not None
         attributes = self._string_map(params, "Attributes")
         tags = self._string_map(params, "tags")
-        if "FifoQueue" in attributes:
-            raise _error("UnsupportedOperation", "FIFO queues are not supported by WonderQ yet.")
-        if not wire.is_valid_queue_name(name, fifo=False):  # a .fifo name without FifoQueue too, as in SQS
-            raise _error("InvalidParameterValue", wire.QUEUE_NAME_MESSAGE)
+        fifo = "FifoQueue" in attributes
+        if fifo:
+            wire.validate_queue_attribute("FifoQueue", attributes["FifoQueue"], fifo=True, creating=True)
+        if not wire.is_valid_queue_name(name, fifo=fifo):  # a .fifo name without FifoQueue too, as in SQS
+            raise _error("InvalidParameterValue", wire.FIFO_QUEUE_NAME_MESSAGE if fifo else wire.QUEUE_NAME_MESSAGE)
         queue = caller.queue(name)
         changes = await self._translate(caller, queue, attributes, creating=True)
         try:
@@ -362,7 +369,7 @@ class SqsAdapter:
         name = self._text(params, "QueueName", required=True)
         owner = self._text(params, "QueueOwnerAWSAccountId")
         assert name is not None
-        if (owner is not None and owner != caller.account) or not wire.is_valid_queue_name(name, fifo=False):
+        if (owner is not None and owner != caller.account) or not _valid_name(name):
             raise _error("QueueDoesNotExist", NO_QUEUE)
         await self._stats(caller.queue(name))
         return {"QueueUrl": caller.url(name)}
@@ -445,6 +452,8 @@ class SqsAdapter:
             "SqsManagedSseEnabled": "false",
             "VisibilityTimeout": str(int(attributes.visibility_timeout)),
         }
+        if is_fifo(stats.name):
+            values.update(FifoQueue="true", **FIFO_SETTINGS)
         for key in KEPT_AS_GIVEN:
             if SETTING + key in metadata:
                 values[key] = metadata[SETTING + key]
@@ -491,10 +500,11 @@ class SqsAdapter:
     async def _translate(self, caller: Caller, queue: str, given: Mapping[str, str], *, creating: bool) -> _Changes:
         """SQS queue attributes as WonderQ's, each checked as SQS checks it."""
         changes = _Changes(metadata={SETTING + "LastModifiedTimestamp": str(int(time.time()))})
+        fifo = is_fifo(queue)
         for key, raw in given.items():
+            value = wire.validate_queue_attribute(key, raw, fifo=fifo, creating=creating)
             if key == "FifoQueue":
-                raise _error("UnsupportedOperation", "FIFO queues are not supported by WonderQ yet.")
-            value = wire.validate_queue_attribute(key, raw, fifo=False, creating=creating)
+                continue  # the name says it already
             if key == "DelaySeconds":
                 changes.delay = float(value)
             elif key == "MaximumMessageSize":
@@ -512,6 +522,9 @@ class SqsAdapter:
                 changes.metadata[SETTING + key] = value
             else:
                 changes.metadata[SETTING + key] = value or None  # "" removes a policy
+        throughput = given.get("FifoThroughputLimit")
+        if throughput == "perMessageGroupId" and given.get("DeduplicationScope", "queue") != "messageGroup":
+            raise wire.invalid_attribute_value("FifoThroughputLimit")  # needs DeduplicationScope messageGroup
         if given.get("KmsMasterKeyId") and given.get("SqsManagedSseEnabled", "").lower() == "true":
             raise _error("InvalidAttributeName", wire.SSE_CONFLICT_MESSAGE)
         if given.get("KmsMasterKeyId"):
@@ -527,6 +540,8 @@ class SqsAdapter:
         missing = _invalid("RedrivePolicy", value, "Dead letter target does not exist.")
         if target is None or target == queue:
             raise missing
+        if is_fifo(target) != is_fifo(queue):
+            raise _invalid("RedrivePolicy", value, "Dead-letter queue must be same type of queue as the source..")
         try:
             stats = await self._handle.ask(GetQueue(target))
         except QueueNotFound:
@@ -599,7 +614,7 @@ class SqsAdapter:
         stats = await self._stats(queue)
         outgoing, reply = self._outgoing(params, stats)
         (message_id,) = await self._ask(Send(queue, (outgoing,)))
-        return {**reply, "MessageId": message_id}
+        return {**reply, **_sequenced(queue, message_id), "MessageId": message_id}
 
     async def send_message_batch(self, caller: Caller, params: Json) -> Json:
         queue, _ = self._queue_of(caller, params)
@@ -624,7 +639,7 @@ class SqsAdapter:
         if accepted:
             ids = await self._ask(Send(queue, [outgoing for _, outgoing, _ in accepted]))
             successful = [
-                {"Id": entry_id, "MessageId": message_id, **reply}
+                {"Id": entry_id, "MessageId": message_id, **reply, **_sequenced(queue, message_id)}
                 for (entry_id, _, reply), message_id in zip(accepted, ids, strict=True)
             ]
         return {"Successful": successful, "Failed": failed}
@@ -640,15 +655,28 @@ class SqsAdapter:
         delay = self._get(params, "DelaySeconds", int)
         if delay is not None and not 0 <= delay <= 900:
             raise _invalid("DelaySeconds", delay, "DelaySeconds must be >= 0 and <= 900.")
-        if params.get("MessageDeduplicationId") is not None:
-            raise _invalid(
-                "MessageDeduplicationId",
-                params["MessageDeduplicationId"],
-                "The request includes a parameter that is not valid for this queue type.",
-            )
+        fifo = is_fifo(stats.name)
         group = self._text(params, "MessageGroupId")
         if group is not None and not wire.is_valid_fifo_token(group):
             raise _error("InvalidParameterValue", wire.fifo_token_invalid_message(group, "MessageGroupId"))
+        dedup_id = self._text(params, "MessageDeduplicationId")
+        if dedup_id is not None and not fifo:
+            raise _invalid(
+                "MessageDeduplicationId",
+                dedup_id,
+                "The request includes a parameter that is not valid for this queue type.",
+            )
+        if dedup_id is not None and not wire.is_valid_fifo_token(dedup_id):
+            raise _error("InvalidParameterValue", wire.fifo_token_invalid_message(dedup_id, "MessageDeduplicationId"))
+        if fifo:
+            if group is None:
+                raise _error("MissingParameter", "The request must contain the parameter MessageGroupId.")
+            if delay:  # the queue's delay applies to every message of a FIFO queue
+                raise _invalid(
+                    "DelaySeconds", delay, "The request include parameter that is not valid for this queue type."
+                )
+            delay = None
+            dedup_id = self._dedup_key(stats, body, group, dedup_id)
         typed = self._typed_attributes(params, "MessageAttributes")
         wire.validate_message_attributes(typed)
         system = self._typed_attributes(params, "MessageSystemAttributes")
@@ -663,7 +691,24 @@ class SqsAdapter:
         if system:
             reply["MD5OfMessageSystemAttributes"] = wire.md5_of_message_system_attributes(system)
         payload = Payload(body.encode("utf-8"), TEXT, attributes)
-        return Outgoing(payload, None if delay is None else float(delay)), reply
+        return Outgoing(payload, None if delay is None else float(delay), 0, dedup_id, group), reply
+
+    @staticmethod
+    def _dedup_key(stats: QueueStats, body: str, group: str, dedup_id: str | None) -> str:
+        """The core's dedup id for a FIFO send: the MessageDeduplicationId, or with ContentBasedDeduplication the
+        SHA-256 of the body; with DeduplicationScope messageGroup, per group."""
+        settings = dict(stats.attributes.metadata)
+        if dedup_id is None:
+            if settings.get(SETTING + "ContentBasedDeduplication") != "true":
+                raise _error(
+                    "InvalidParameterValue",
+                    "The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId"
+                    " provided explicitly",
+                )
+            dedup_id = hashlib.sha256(body.encode("utf-8")).hexdigest()
+        if settings.get(SETTING + "DeduplicationScope") == "messageGroup":
+            return hashlib.sha256(f"{group}\n{dedup_id}".encode()).hexdigest()  # within the 128 the core takes
+        return dedup_id
 
     def _typed_attributes(self, params: Json, name: str) -> dict[str, wire.TypedAttribute]:
         given = self._get(params, name, dict) or {}
@@ -748,6 +793,10 @@ class SqsAdapter:
         }
         if lease.source_queue is not None:
             attributes["DeadLetterQueueSourceArn"] = caller.arn_of(lease.source_queue)
+        if lease.group is not None:
+            attributes["MessageGroupId"] = lease.group
+        if is_fifo(queue):
+            attributes["SequenceNumber"] = _sequence_number(lease.id)
         chosen = {key: value for key, value in attributes.items() if everything or key in system}
         if chosen:
             message["Attributes"] = chosen
@@ -994,6 +1043,19 @@ def _as_sqs(error: WonderQError) -> wire.SqsError:
 def _error_response(error: wire.SqsError, request_id: str) -> Response:
     status, headers, body = wire.error_response(error.code, error.message, request_id)
     return Response(body, status=status, headers=headers)
+
+
+def _valid_name(name: str) -> bool:
+    return wire.is_valid_queue_name(name, fifo=name.endswith(".fifo"))
+
+
+def _sequence_number(message_id: str) -> str:
+    """A FIFO message's SequenceNumber: its id (which grows with every send) as 20 decimal digits."""
+    return f"{int(message_id, 16):020d}"
+
+
+def _sequenced(queue: str, message_id: str) -> Json:
+    return {"SequenceNumber": _sequence_number(message_id)} if is_fifo(queue) else {}
 
 
 def _failure(entry_id: str, error: wire.SqsError) -> Json:
