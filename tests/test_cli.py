@@ -166,6 +166,14 @@ def test_send_with_attributes(server: ServerProcess, client: Client, queue: str)
     assert wonderq(server, "send", queue, "x", "--attribute", "a=1", "--attribute", "a=2").exit_code == 2
 
 
+def test_send_to_a_group_of_a_fifo_queue(server: ServerProcess, client: Client, queue: str) -> None:
+    fifo = f"{queue}.fifo"
+    assert wonderq(server, "send", fifo, "one", "--group", "g").exit_code == 0
+    received = wonderq(server, "receive", fifo)
+    assert [(line["body"], line["group"]) for line in lines_of(received)] == [("one", "g")]
+    assert_fails(wonderq(server, "send", fifo, "two", "--group", "g", "--priority", "1"), "invalid_parameter")
+
+
 def test_create_dead_letter_and_redrive(server: ServerProcess, client: Client, queue: str) -> None:
     dlq = f"{queue}-dlq"
     assert wonderq(server, "create", dlq).exit_code == 0

@@ -234,6 +234,18 @@ async def test_dead_letters_attributes_retention_and_redrive(api: AsyncClient, q
     await api.delete_queue(dlq)
 
 
+async def test_fifo_groups(api: AsyncClient, queue: str) -> None:
+    fifo = f"{queue}.fifo"
+    a1 = await api.send(fifo, "a1", group="a")
+    b1, a2 = await api.send_batch(fifo, [OutgoingMessage("b1", group="b"), OutgoingMessage("a2", group="a")])
+    first = await api.receive(fifo, max=1)
+    assert [(m.id, m.group) for m in first] == [(a1, "a")]
+    assert [m.id for m in await api.receive(fifo, max=10)] == [b1]  # a waits for a1
+    await api.ack(fifo, first[0].id, first[0].receipt)
+    assert [m.id for m in await api.receive(fifo, max=10)] == [a2]
+    assert [m.group for m in (await api.peek(fifo)).messages] == ["b", "a"]  # b1, a2 (a1 is acked)
+
+
 async def test_bodies_round_trip_by_type(api: AsyncClient, queue: str) -> None:
     ids = [
         await api.send(queue, b"\x00\x01\xff"),

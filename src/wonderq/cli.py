@@ -189,6 +189,7 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
         "consumer": message.consumer,
         "attributes": dict(message.attributes),
         "source_queue": message.source_queue,
+        "group": message.group,
     }
 
 
@@ -220,6 +221,7 @@ def _attributes(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     callback=_attributes,
     help="A message attribute; repeat for more (at most 10).",
 )
+@click.option("--group", help="The message group (a FIFO queue delivers each group in order).")
 @_reports_errors
 def send(
     queue: str,
@@ -230,6 +232,7 @@ def send(
     priority: int | None,
     idempotency_key: str | None,
     attributes: dict[str, str],
+    group: str | None,
 ) -> None:
     """Send BODY to QUEUE and print the new message's id.
 
@@ -250,6 +253,7 @@ def send(
                 priority=priority,
                 idempotency_key=idempotency_key,
                 attributes=attributes,
+                group=group,
             )
         )
 

@@ -88,6 +88,7 @@ class ReceivedMessage:
     consumer: str | None
     attributes: Mapping[str, str] = field(default_factory=dict)
     source_queue: str | None = None  # the queue it was dead-lettered from, when received from a dead-letter queue
+    group: str | None = None  # its message group (what orders a FIFO queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,7 @@ class PeekedMessage:
     consumer: str | None
     attributes: Mapping[str, str] = field(default_factory=dict)
     source_queue: str | None = None  # the queue it was dead-lettered from
+    group: str | None = None  # its message group
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ class OutgoingMessage:
     delay: float | None = None
     priority: int | None = None
     dedup_id: str | None = None
+    group: str | None = None  # its message group; in a FIFO queue each group goes out in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,7 @@ def batch_entry(body: object) -> dict[str, Any]:
             "delay": body.delay,
             "priority": body.priority,
             "dedup_id": body.dedup_id,
+            "group": body.group,
         }
         return {**entry, **{key: value for key, value in given.items() if value is not None}}
     if isinstance(body, bytes | bytearray | memoryview):
@@ -289,6 +293,7 @@ def received_message(item: Mapping[str, Any]) -> ReceivedMessage:
         consumer=item["consumer"],
         attributes=item.get("attributes") or {},
         source_queue=item.get("source_queue"),
+        group=item.get("group"),
     )
 
 
@@ -307,6 +312,7 @@ def peeked_message(item: Mapping[str, Any]) -> PeekedMessage:
         consumer=item["consumer"],
         attributes=item.get("attributes") or {},
         source_queue=item.get("source_queue"),
+        group=item.get("group"),
     )
 
 
@@ -361,10 +367,13 @@ def send_call(
     priority: int | None = None,
     idempotency_key: str | None = None,
     attributes: Mapping[str, str] | None = None,
+    group: str | None = None,
 ) -> Call[str]:
     data, media_type = encode_body(body, content_type)
     path = _queue_path(queue, "messages")
     params = {key: str(value) for key, value in _options(delay, priority).items()}
+    if group is not None:
+        params["group"] = group
     params.update({f"attribute.{name}": value for name, value in (attributes or {}).items()})
     headers = {"Content-Type": media_type}
     if idempotency_key is not None:
@@ -574,12 +583,14 @@ class Client(_Base):
         priority: int | None = None,
         idempotency_key: str | None = None,
         attributes: Mapping[str, str] | None = None,
+        group: str | None = None,
     ) -> str:
         """Send one message (see `encode_body` for how `body` is carried), visible after `delay` seconds
-        (default: the queue's), delivered by `priority` (lower first), with `attributes` (string to string).
+        (default: the queue's), delivered by `priority` (lower first), with `attributes` (string to string), in
+        message `group` (what orders a FIFO queue).
         With `idempotency_key`, a retry within 5 minutes stores nothing new and returns the first id.
         Returns its id."""
-        return self._run(send_call(queue, body, content_type, delay, priority, idempotency_key, attributes))
+        return self._run(send_call(queue, body, content_type, delay, priority, idempotency_key, attributes, group))
 
     def send_batch(
         self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None
@@ -673,8 +684,11 @@ class AsyncClient(_Base):
         priority: int | None = None,
         idempotency_key: str | None = None,
         attributes: Mapping[str, str] | None = None,
+        group: str | None = None,
     ) -> str:
-        return await self._run(send_call(queue, body, content_type, delay, priority, idempotency_key, attributes))
+        return await self._run(
+            send_call(queue, body, content_type, delay, priority, idempotency_key, attributes, group)
+        )
 
     async def send_batch(
         self, queue: str, bodies: Sequence[object], *, delay: float | None = None, priority: int | None = None
