@@ -180,3 +180,11 @@ def test_dead_letters_of_a_fifo_queue_keep_their_group_and_redrive_in_order() ->
     assert core.redrive("dlq.fifo", destination=None, limit=10, now=T0 + 1) == RedriveReport(moved=2, skipped=0)
     assert take(core, now=T0 + 1) == [a2, b1]  # a1 is still leased in the dead-letter queue
     assert core.queue_stats("dlq.fifo", now=T0 + 1).leased == 1
+
+
+def test_redrive_leaves_messages_bound_for_a_queue_of_the_other_kind() -> None:
+    core = make_core()
+    send(core, "dlq", None, None)
+    core.put_queue("q.fifo", visibility_timeout=None, now=T0)
+    assert core.redrive("dlq", destination="q.fifo", limit=10, now=T0) == RedriveReport(moved=0, skipped=2)
+    assert core.queue_stats("dlq", now=T0).ready == 2
