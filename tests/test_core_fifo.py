@@ -188,3 +188,14 @@ def test_redrive_leaves_messages_bound_for_a_queue_of_the_other_kind() -> None:
     core.put_queue("q.fifo", visibility_timeout=None, now=T0)
     assert core.redrive("dlq", destination="q.fifo", limit=10, now=T0) == RedriveReport(moved=0, skipped=2)
     assert core.queue_stats("dlq", now=T0).ready == 2
+
+
+def test_a_dedup_id_per_group_counts_within_its_group_and_stays_with_the_message() -> None:
+    core = make_core()
+    entries = [Outgoing(text(f"m{i}"), group=g, dedup_id="d", dedup_per_group=True) for i, g in enumerate("aab")]
+    first, repeat, other = core.send_batch("q.fifo", entries, now=T0)
+    assert first == repeat != other
+    plain = core.send_batch("q.fifo", [Outgoing(text("x"), group="c", dedup_id="d")], now=T0)
+    assert plain[0] not in (first, other)  # the queue-wide key "d" is another key than a's or b's
+    views = core.peek("q.fifo", state=None, limit=10, after=None, now=T0).messages
+    assert [(v.group, v.dedup_id) for v in views] == [("a", "d"), ("b", "d"), ("c", "d")]

@@ -49,6 +49,7 @@ class ModelMessage:
     visible_at: float = 0.0  # epoch seconds before which it is delayed
     source_queue: str | None = None
     group: str | None = None
+    dedup_id: str | None = None
     receive_count: int = 0
     first_received_at: float | None = None
     receipt: str | None = None
@@ -148,6 +149,7 @@ class CoreVersusModel(RuleBasedStateMachine):
                 entry.priority,
                 self.now + delay,
                 group=entry.group,
+                dedup_id=key,
             )
             if key is not None:
                 remembered[key] = (message_id, self.now + DEDUP_WINDOW)
@@ -338,6 +340,7 @@ class CoreVersusModel(RuleBasedStateMachine):
                 assert view.payload.attributes == messages[view.id].attributes
                 assert view.sent_at == messages[view.id].sent_at
                 assert view.group == messages[view.id].group
+                assert view.dedup_id == messages[view.id].dedup_id
             assert not self.gone & {v.id for v in page.messages}
 
 

@@ -360,6 +360,16 @@ async def test_a_fifo_queue_delivers_each_group_in_order_one_batch_at_a_time(
     assert [m["group"] for m in (await peek(client, "jobs.fifo"))["messages"]] == ["b", "a"]
 
 
+async def test_a_message_shows_the_dedup_id_it_was_sent_with(client: Client, autojump_clock: MockClock) -> None:
+    entries = [{"body": "x", "content_type": TEXT, "dedup_id": "order-7"}, {"body": "y", "content_type": TEXT}]
+    await check(await client.post(queue_path("q", "/messages/batch"), json={"messages": entries}), 201)
+    response = await client.post(
+        queue_path("q", "/messages"), data="z", headers={"Content-Type": TEXT, "Idempotency-Key": "key-1"}
+    )
+    await check(response, 201)
+    assert [m["dedup_id"] for m in await receive(client, max=3)] == ["order-7", None, "key-1"]
+
+
 @pytest.mark.parametrize(
     ("query", "code"),
     [

@@ -49,6 +49,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                 "consumer": "c1",
                 "source_queue": None,
                 "group": None,
+                "dedup_id": None,
             },
             *(
                 {
@@ -67,6 +68,7 @@ async def test_peek_shows_messages_without_leasing_or_receipts(client: Client, a
                     "consumer": None,
                     "source_queue": None,
                     "group": None,
+                    "dedup_id": None,
                 }
                 for message_id, body in ((second, "m1"), (third, "m2"))
             ),

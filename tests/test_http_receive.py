@@ -54,6 +54,7 @@ async def test_lease_reply_has_every_field(client: Client, autojump_clock: MockC
         "consumer": "worker-1",
         "source_queue": None,
         "group": None,
+        "dedup_id": None,
     }
 
 

@@ -3,6 +3,7 @@ content within 5 minutes (per queue or per group), sequence numbers, and dead-le
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -108,8 +109,11 @@ def test_deduplication_by_id_and_by_content_within_the_window(sqs: SQSClient) ->
     content = fifo_queue(sqs, ContentBasedDeduplication="true")
     ids = {sqs.send_message(QueueUrl=content, MessageBody="same", MessageGroupId=g)["MessageId"] for g in "ab"}
     assert len(ids) == 1  # the scope is the queue: the same body in another group is a duplicate too
-    assert bodies(sqs, content) == ["same"]
-    assert bodies(sqs, url) == ["one"]
+    (by_content,) = sqs.receive_message(QueueUrl=content, MessageSystemAttributeNames=["All"])["Messages"]
+    assert by_content["Body"] == "same"
+    assert by_content["Attributes"]["MessageDeduplicationId"] == hashlib.sha256(b"same").hexdigest()
+    (by_id,) = sqs.receive_message(QueueUrl=url, MessageSystemAttributeNames=["MessageDeduplicationId"])["Messages"]
+    assert (by_id["Body"], by_id["Attributes"]) == ("one", {"MessageDeduplicationId": "d1"})
 
 
 def test_deduplication_scope_message_group(sqs: SQSClient) -> None:

@@ -137,6 +137,7 @@ class _Message:
     consumer: str | None = None
     source_queue: str | None = None  # set while it is in a dead-letter queue
     group: str | None = None  # its message group ("" at least, in a FIFO queue)
+    dedup_id: str | None = None  # the dedup id it was sent with
 
 
 @dataclass(slots=True)
@@ -467,20 +468,30 @@ class Core:
         ids = []
         new = 0
         for entry in outgoing:
-            if entry.dedup_id is not None and entry.dedup_id in queue.dedup:
-                ids.append(queue.dedup[entry.dedup_id][0])  # a repeat: the first send's id, nothing stored
+            group = entry.group if queue.groups is None or entry.group is not None else ""
+            # The window's key: the dedup id, or with a per-group scope the group and the id (a newline is in
+            # neither, so keys of different groups never meet).
+            key = entry.dedup_id if not entry.dedup_per_group else f"{group or ''}\n{entry.dedup_id}"
+            if key is not None and key in queue.dedup:
+                ids.append(queue.dedup[key][0])  # a repeat: the first send's id, nothing stored
                 continue
             message_id = self._new_id(now)
             new += 1
-            if entry.dedup_id is not None:
+            if key is not None:
                 expires_at = now + DEDUP_WINDOW
-                queue.dedup[entry.dedup_id] = (message_id, expires_at)
-                queue.dedup_order.append((expires_at, entry.dedup_id))
+                queue.dedup[key] = (message_id, expires_at)
+                queue.dedup_order.append((expires_at, key))
                 if self._track:
-                    self._dirty_dedup[name, entry.dedup_id] = DedupRecord(name, entry.dedup_id, message_id, expires_at)
+                    self._dirty_dedup[name, key] = DedupRecord(name, key, message_id, expires_at)
             delay = queue.attributes.delay if entry.delay is None else entry.delay
-            group = entry.group if queue.groups is None or entry.group is not None else ""
-            message = _Message(id=message_id, payload=entry.payload, sent_at=now, priority=entry.priority, group=group)
+            message = _Message(
+                id=message_id,
+                payload=entry.payload,
+                sent_at=now,
+                priority=entry.priority,
+                group=group,
+                dedup_id=entry.dedup_id,
+            )
             queue.add(message)
             queue.arrivals.append(message_id)
             if delay > 0:
@@ -750,6 +761,7 @@ class Core:
                     consumer=message.consumer,
                     source_queue=message.source_queue,
                     group=message.group,
+                    dedup_id=message.dedup_id,
                 )
             )
         return PeekPage(tuple(views), next_after=None)
@@ -836,6 +848,7 @@ class Core:
                 first_received_at=item.first_received_at,
                 source_queue=item.source_queue,
                 group=item.group,
+                dedup_id=item.dedup_id,
             )
             groups = queue.groups
             if item.receipt is not None and item.deadline_at is not None:
@@ -1079,6 +1092,7 @@ def _record(queue: str, message: _Message) -> MessageRecord:
         consumer=message.consumer,
         source_queue=message.source_queue,
         group=message.group,
+        dedup_id=message.dedup_id,
     )
 
 
@@ -1121,4 +1135,5 @@ def _lease(message: _Message) -> Lease:
         consumer=message.consumer,
         source_queue=message.source_queue,
         group=message.group,
+        dedup_id=message.dedup_id,
     )

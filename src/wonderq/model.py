@@ -54,6 +54,7 @@ class Outgoing:
     priority: int = 0  # lower goes first; equal priorities go in send order
     dedup_id: str | None = None  # a send with a dedup id already used in the window returns the first id
     group: str | None = None  # its message group; a FIFO queue delivers each group in order, one batch at a time
+    dedup_per_group: bool = False  # the dedup id counts within the message group only (SQS's messageGroup scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Lease:
     consumer: str | None
     source_queue: str | None = None  # the queue it was dead-lettered from, while it is in a dead-letter queue
     group: str | None = None  # its message group, if it was sent with one (always, in a FIFO queue)
+    dedup_id: str | None = None  # the dedup id it was sent with
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class MessageView:
     consumer: str | None
     source_queue: str | None = None  # the queue it was dead-lettered from, while it is in a dead-letter queue
     group: str | None = None  # its message group, if it was sent with one (always, in a FIFO queue)
+    dedup_id: str | None = None  # the dedup id it was sent with
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,7 @@ class MessageRecord(NamedTuple):
     consumer: str | None
     source_queue: str | None = None  # the queue it was dead-lettered from
     group: str | None = None  # its message group, if it was sent with one (always, in a FIFO queue)
+    dedup_id: str | None = None  # the dedup id it was sent with
 
 
 class DedupRecord(NamedTuple):

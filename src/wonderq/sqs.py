@@ -676,7 +676,7 @@ class SqsAdapter:
                     "DelaySeconds", delay, "The request include parameter that is not valid for this queue type."
                 )
             delay = None
-            dedup_id = self._dedup_key(stats, body, group, dedup_id)
+            dedup_id = self._dedup_id(stats, body, dedup_id)
         typed = self._typed_attributes(params, "MessageAttributes")
         wire.validate_message_attributes(typed)
         system = self._typed_attributes(params, "MessageSystemAttributes")
@@ -691,12 +691,13 @@ class SqsAdapter:
         if system:
             reply["MD5OfMessageSystemAttributes"] = wire.md5_of_message_system_attributes(system)
         payload = Payload(body.encode("utf-8"), TEXT, attributes)
-        return Outgoing(payload, None if delay is None else float(delay), 0, dedup_id, group), reply
+        per_group = dict(stats.attributes.metadata).get(SETTING + "DeduplicationScope") == "messageGroup"
+        return Outgoing(payload, None if delay is None else float(delay), 0, dedup_id, group, per_group), reply
 
     @staticmethod
-    def _dedup_key(stats: QueueStats, body: str, group: str, dedup_id: str | None) -> str:
-        """The core's dedup id for a FIFO send: the MessageDeduplicationId, or with ContentBasedDeduplication the
-        SHA-256 of the body; with DeduplicationScope messageGroup, per group."""
+    def _dedup_id(stats: QueueStats, body: str, dedup_id: str | None) -> str:
+        """A FIFO send's deduplication id: the MessageDeduplicationId, or with ContentBasedDeduplication the
+        SHA-256 of the body (in hex, as SQS makes it)."""
         settings = dict(stats.attributes.metadata)
         if dedup_id is None:
             if settings.get(SETTING + "ContentBasedDeduplication") != "true":
@@ -706,8 +707,6 @@ class SqsAdapter:
                     " provided explicitly",
                 )
             dedup_id = hashlib.sha256(body.encode("utf-8")).hexdigest()
-        if settings.get(SETTING + "DeduplicationScope") == "messageGroup":
-            return hashlib.sha256(f"{group}\n{dedup_id}".encode()).hexdigest()  # within the 128 the core takes
         return dedup_id
 
     def _typed_attributes(self, params: Json, name: str) -> dict[str, wire.TypedAttribute]:
@@ -797,6 +796,8 @@ class SqsAdapter:
             attributes["MessageGroupId"] = lease.group
         if is_fifo(queue):
             attributes["SequenceNumber"] = _sequence_number(lease.id)
+            if lease.dedup_id is not None:
+                attributes["MessageDeduplicationId"] = lease.dedup_id
         chosen = {key: value for key, value in attributes.items() if everything or key in system}
         if chosen:
             message["Attributes"] = chosen

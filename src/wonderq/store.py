@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS messages (
     consumer TEXT,
     attributes TEXT,  -- JSON: name to text, or to an object of type and text (or base64); NULL when none
     source_queue TEXT,  -- the queue it was dead-lettered from
-    message_group TEXT  -- its message group (what orders a FIFO queue)
+    message_group TEXT,  -- its message group (what orders a FIFO queue)
+    dedup_id TEXT  -- the dedup id it was sent with
 );
 """
 
@@ -112,6 +113,7 @@ MIGRATIONS: dict[str, tuple[str, list[str]]] = {
             "ALTER TABLE messages ADD COLUMN attributes TEXT",
             "ALTER TABLE messages ADD COLUMN source_queue TEXT",
             "ALTER TABLE messages ADD COLUMN message_group TEXT",
+            "ALTER TABLE messages ADD COLUMN dedup_id TEXT",
         ],
     ),
 }
@@ -121,7 +123,7 @@ QUEUE_COLUMNS = (
 )  # in QueueRecord's field order
 MESSAGE_COLUMNS = (
     "id, queue, body, content_type, priority, sent_at, visible_at, receive_count, first_received_at, receipt,"
-    " deadline_at, consumer, attributes, source_queue, message_group"
+    " deadline_at, consumer, attributes, source_queue, message_group, dedup_id"
 )
 
 
@@ -237,6 +239,7 @@ class SqliteStore:
             attributes,
             source_queue,
             group,
+            dedup_id,
         ) in rows:
             yield MessageRecord(
                 format(number, ID_FORMAT),
@@ -256,6 +259,7 @@ class SqliteStore:
                 consumer,
                 source_queue,
                 group if group is None else groups.setdefault(group, group),
+                dedup_id,
             )
 
     def commit(self, changes: Changes) -> None:
@@ -267,7 +271,7 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
             db.executemany(
-                f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+                f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
                 (
                     (
                         int(m.id, 16),
@@ -285,6 +289,7 @@ class SqliteStore:
                         _dump_attributes(m.payload.attributes) if m.payload.attributes else None,
                         m.source_queue,
                         m.group,
+                        m.dedup_id,
                     )
                     for m in changes.inserted_messages
                 ),

@@ -276,6 +276,7 @@ def _message_fields(message: Lease | MessageView) -> dict[str, Any]:
         "consumer": message.consumer,
         "source_queue": message.source_queue,
         "group": message.group,
+        "dedup_id": message.dedup_id,
     }
 
 
