@@ -169,3 +169,19 @@ def test_a_fifo_queue_dead_letters_to_a_fifo_queue_only(sqs: SQSClient) -> None:
     sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
     (dead,) = sqs.receive_message(QueueUrl=dlq, MessageSystemAttributeNames=["All"])["Messages"]
     assert (dead["MessageId"], dead["Attributes"]["MessageGroupId"]) == (message["MessageId"], "g")
+
+
+def test_a_receive_retried_with_its_attempt_id_gets_the_same_messages(sqs: SQSClient) -> None:
+    url = fifo_queue(sqs, ContentBasedDeduplication="true", VisibilityTimeout="30")
+    for body in ("m1", "m2"):
+        sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId="g")
+    (first,) = sqs.receive_message(QueueUrl=url, ReceiveRequestAttemptId="try-1")["Messages"]
+    (again,) = sqs.receive_message(QueueUrl=url, ReceiveRequestAttemptId="try-1", MaxNumberOfMessages=5)["Messages"]
+    assert (again["MessageId"], again["ReceiptHandle"]) == (first["MessageId"], first["ReceiptHandle"])
+    assert bodies(sqs, url) == []  # the group is still blocked by m1, which was not received twice
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"])
+    (fresh,) = sqs.receive_message(QueueUrl=url, ReceiveRequestAttemptId="try-1")["Messages"]
+    assert fresh["Body"] == "m2"  # m1 is gone: the attempt id no longer replays it
+    assert error(lambda: sqs.receive_message(QueueUrl=url, ReceiveRequestAttemptId="has space"))[0] == (
+        "InvalidParameterValue"
+    )

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -73,6 +74,8 @@ MAX_TAGS = 50  # per queue, as in SQS
 MAX_MOVE_RATE = 500  # MaxNumberOfMessagesPerSecond
 MAX_MOVE_TASKS = 10  # remembered per source queue (ListMessageMoveTasks shows at most 10)
 MAX_CLOCK_SKEW = 900  # seconds a signed request's X-Amz-Date may be off, as in AWS
+ATTEMPT_WINDOW = 300.0  # seconds a FIFO receive may be retried with its ReceiveRequestAttemptId, as in SQS
+MAX_ATTEMPTS = 10_000  # receive attempts remembered at once (the oldest are forgotten first)
 TAG = "tag:"  # metadata name prefix of a queue tag
 SETTING = "sqs:"  # metadata name prefix of an SQS-only queue attribute, kept as given
 FIFO_SETTINGS = {  # what a FIFO queue's own attributes are until set; the adapter acts on them
@@ -151,6 +154,15 @@ class Caller:
 
 
 @dataclass(slots=True)
+class Attempt:
+    """A FIFO receive made with a ReceiveRequestAttemptId: what it returned, to return again on a retry."""
+
+    messages: list[Json]
+    receipts: list[tuple[str, str]]  # (message id, WonderQ receipt) of each
+    expires: float  # trio time
+
+
+@dataclass(slots=True)
 class MoveTask:
     handle: str
     source_arn: str
@@ -174,6 +186,7 @@ class SqsAdapter:
         self._keys = settings.access_keys()  # empty: requests are not authenticated
         self._purged_at: dict[str, float] = {}  # queue -> trio time of its last purge
         self._tasks: dict[str, list[MoveTask]] = {}  # source queue -> its move tasks, newest first
+        self._attempts: OrderedDict[tuple[str, str], Attempt] = OrderedDict()  # (queue, attempt id), oldest first
         self._actions: dict[str, Callable[[Caller, Json], Awaitable[Json]]] = {
             "CreateQueue": self.create_queue,
             "GetQueueUrl": self.get_queue_url,
@@ -754,18 +767,47 @@ class SqsAdapter:
         if attempt is not None and not wire.is_valid_fifo_token(attempt):
             raise _error("InvalidParameterValue", wire.fifo_token_invalid_message(attempt, "ReceiveRequestAttemptId"))
         stats = await self._stats(queue)
+        seconds = None if visibility is None else max(float(visibility), MIN_LEASE)
+        retrying = attempt is not None and is_fifo(queue)
+        if retrying:
+            again = await self._retry(queue, attempt or "", seconds or stats.attributes.visibility_timeout)
+            if again is not None:
+                return {"Messages": again}
         if wait is None:
             wait = int(dict(stats.attributes.metadata).get(SETTING + "ReceiveMessageWaitTimeSeconds", "0"))
         leases = await self._ask(
             Receive(
                 queue,
                 max_messages=count or 1,
-                visibility_timeout=None if visibility is None else max(float(visibility), MIN_LEASE),
+                visibility_timeout=seconds,
                 wait=float(wait),
             )
         )
         messages = [self._message(caller, queue, lease, system, wanted) for lease in leases]
+        if retrying and messages:
+            receipts = [(lease.id, lease.receipt) for lease in leases]
+            self._attempts[queue, attempt or ""] = Attempt(messages, receipts, trio.current_time() + ATTEMPT_WINDOW)
         return {"Messages": messages} if messages else {}
+
+    async def _retry(self, queue: str, attempt: str, seconds: float) -> list[Json] | None:
+        """The messages an earlier receive with this ReceiveRequestAttemptId returned, with their leases renewed
+        for `seconds`, if that receive is less than 5 minutes old and all of its leases are still live (as in
+        SQS: none was deleted or let go since); otherwise None, and the caller receives anew."""
+        now = trio.current_time()
+        while self._attempts and (
+            next(iter(self._attempts.values())).expires <= now or len(self._attempts) > MAX_ATTEMPTS
+        ):
+            self._attempts.popitem(last=False)
+        earlier = self._attempts.pop((queue, attempt), None)
+        if earlier is None:
+            return None
+        for message_id, receipt in earlier.receipts:
+            try:
+                await self._handle.ask(ChangeVisibility(queue, message_id, receipt, seconds))
+            except (LeaseLost, MessageNotFound):
+                return None
+        self._attempts[queue, attempt] = earlier  # still retryable until its window ends
+        return earlier.messages
 
     def _names(self, params: Json, name: str) -> list[str]:
         names = self._get(params, name, list) or []
