@@ -1238,3 +1238,14 @@ def test_an_error_reply_on_the_wire(server: ServerProcess) -> None:
 
 def test_request_ids_reach_boto3(sqs: SQSClient) -> None:
     assert sqs.list_queues(QueueNamePrefix=unique("none"))["ResponseMetadata"]["RequestId"]
+
+
+def test_a_query_protocol_request_is_refused_with_the_reason(server: ServerProcess) -> None:
+    response = httpx.post(
+        server.url,
+        content=b"Action=ListQueues&Version=2012-11-05",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400
+    assert response.headers["x-amzn-query-error"] == "InvalidAction;Sender"
+    assert "Query protocol is not supported" in response.json()["message"]
