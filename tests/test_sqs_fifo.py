@@ -126,6 +126,10 @@ def test_deduplication_scope_message_group(sqs: SQSClient) -> None:
     ids = [sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId=g)["MessageId"] for g in "aab"]
     assert ids[0] == ids[1] != ids[2]
     assert error(lambda: fifo_queue(sqs, FifoThroughputLimit="perMessageGroupId"))[0] == "InvalidAttributeValue"
+    later = fifo_queue(sqs, DeduplicationScope="messageGroup")  # the scope set before, the limit now
+    sqs.set_queue_attributes(QueueUrl=later, Attributes={"FifoThroughputLimit": "perMessageGroupId"})
+    found = sqs.get_queue_attributes(QueueUrl=later, AttributeNames=["FifoThroughputLimit"])["Attributes"]
+    assert found == {"FifoThroughputLimit": "perMessageGroupId"}
 
 
 def test_fifo_send_rules(sqs: SQSClient) -> None:

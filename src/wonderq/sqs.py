@@ -505,13 +505,16 @@ class SqsAdapter:
     async def set_queue_attributes(self, caller: Caller, params: Json) -> Json:
         queue, _ = self._queue_of(caller, params)
         attributes = self._string_map(params, "Attributes", required=True)
-        await self._stats(queue)
-        changes = await self._translate(caller, queue, attributes, creating=False)
+        stats = await self._stats(queue)
+        changes = await self._translate(caller, queue, attributes, creating=False, current=stats)
         await self._ask(changes.command(queue))
         return {}
 
-    async def _translate(self, caller: Caller, queue: str, given: Mapping[str, str], *, creating: bool) -> _Changes:
-        """SQS queue attributes as WonderQ's, each checked as SQS checks it."""
+    async def _translate(
+        self, caller: Caller, queue: str, given: Mapping[str, str], *, creating: bool, current: QueueStats | None = None
+    ) -> _Changes:
+        """SQS queue attributes as WonderQ's, each checked as SQS checks it (with the `current` queue's
+        settings where a rule spans attributes)."""
         changes = _Changes(metadata={SETTING + "LastModifiedTimestamp": str(int(time.time()))})
         fifo = is_fifo(queue)
         for key, raw in given.items():
@@ -535,8 +538,9 @@ class SqsAdapter:
                 changes.metadata[SETTING + key] = value
             else:
                 changes.metadata[SETTING + key] = value or None  # "" removes a policy
-        throughput = given.get("FifoThroughputLimit")
-        if throughput == "perMessageGroupId" and given.get("DeduplicationScope", "queue") != "messageGroup":
+        settings = dict(current.attributes.metadata) if current is not None else {}
+        scope = given.get("DeduplicationScope", settings.get(SETTING + "DeduplicationScope", "queue"))
+        if given.get("FifoThroughputLimit") == "perMessageGroupId" and scope != "messageGroup":
             raise wire.invalid_attribute_value("FifoThroughputLimit")  # needs DeduplicationScope messageGroup
         if given.get("KmsMasterKeyId") and given.get("SqsManagedSseEnabled", "").lower() == "true":
             raise _error("InvalidAttributeName", wire.SSE_CONFLICT_MESSAGE)
