@@ -40,6 +40,7 @@ COUNTERS = (
     "dropped",
     "dead_lettered",
     "redriven",
+    "dead_letters",
 )
 TEXT = "text/plain"
 DEFAULT_VISIBILITY_TIMEOUT = 10.0  # seconds: Settings.default_processing_time, which the test settings keep

@@ -386,3 +386,21 @@ async def test_fifo_sends_take_no_delay_or_priority(
         queue_path("jobs.fifo", "/messages"), data="m", headers={"Content-Type": TEXT}, query_string=query
     )
     await check_error(response, 400, code)
+
+
+async def test_dead_letters_is_a_gauge_of_the_dead_letters_in_a_queue(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    ids = await make_dead_letters(client, 3)
+    assert (await stats(client, "dlq"))["dead_letters"] == 3
+    lease = await receive_one(client, "dlq")
+    await check(
+        await client.delete(queue_path("dlq", f"/messages/{lease['id']}"), query_string={"receipt": lease["receipt"]}),
+        204,
+    )
+    assert (await stats(client, "dlq"))["dead_letters"] == 2
+    assert await redrive(client, max=1) == {"moved": 1, "skipped": 0}
+    assert ((await stats(client, "dlq"))["dead_letters"], (await stats(client, "q"))["dead_letters"]) == (1, 0)
+    await check(await client.post(queue_path("dlq", "/purge")), 200)
+    assert (await stats(client, "dlq"))["dead_letters"] == 0
+    assert len(ids) == 3

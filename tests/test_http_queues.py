@@ -140,6 +140,7 @@ async def test_get_queue_counts_every_transition(client: Client, autojump_clock:
         "dropped": 0,
         "dead_lettered": 0,
         "redriven": 0,
+        "dead_letters": 0,
     }
     assert set(reply) == {"name", "attributes", "created_at", *COUNTERS}
     assert [message["id"] for message in (await peek(client))["messages"]] == [second, third, fourth]

@@ -351,4 +351,5 @@ async def test_concurrent_receivers_never_share_a_message(
         "dropped": 0,
         "dead_lettered": 0,
         "redriven": 0,
+        "dead_letters": 0,
     }

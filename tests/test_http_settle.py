@@ -215,6 +215,7 @@ async def test_ack_batch_reports_each_receipt(client: Client, autojump_clock: Mo
         "dropped": 0,
         "dead_lettered": 0,
         "redriven": 0,
+        "dead_letters": 0,
     }
     assert [lease["id"] for lease in leases] == [first, second, third]
 
@@ -312,6 +313,7 @@ async def test_visibility_timeout_zero_releases_at_once(client: Client, autojump
         "dropped": 0,
         "dead_lettered": 0,
         "redriven": 0,
+        "dead_letters": 0,
     }
     await check_error(await ack(client, first, lease["receipt"]), 409, "lease_lost")
     patch = {"receipt": lease["receipt"], "visibility_timeout": 5}

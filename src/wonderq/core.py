@@ -168,6 +168,7 @@ class _Queue:
     dropped: int = 0
     dead_lettered: int = 0
     redriven: int = 0
+    dead_letters: int = 0  # messages here now with a source_queue (derived: rebuilt on restore, not journaled)
 
     def push_ready(self, message: _Message) -> None:
         """File a READY message in the order it goes out by."""
@@ -420,6 +421,7 @@ class Core:
         queue.moved_in.clear()
         queue.in_id_order = True
         queue.leased = 0
+        queue.dead_letters = 0
         return removed
 
     # ---- sending ------------------------------------------------------------------------------------
@@ -609,6 +611,8 @@ class Core:
         del queue.messages[message.id]
         queue.unlease(message)
         queue.acked += 1
+        if message.source_queue is not None:
+            queue.dead_letters -= 1
         self._touch(queue, message)
         self._touch_queue(queue)
 
@@ -659,6 +663,8 @@ class Core:
         elif message.state is State.DELAYED:
             queue.delayed_count -= 1
         queue.acked += 1
+        if message.source_queue is not None:
+            queue.dead_letters -= 1
         self._touch(queue, message)
         self._touch_queue(queue)
         return True
@@ -870,6 +876,8 @@ class Core:
             else:
                 groups.append_in_order(item.id, item.group or "")
             queue.messages[item.id] = message
+            if item.source_queue is not None:
+                queue.dead_letters += 1
             queue.arrivals.append(item.id)  # id order is send order, wherever the message was sent
             queue.newest_id = item.id
         self._feeders = {}
@@ -1001,12 +1009,15 @@ class Core:
             return
         self._move(queue, message, target)
         message.source_queue = queue.name
+        target.dead_letters += 1
         queue.dead_lettered += 1
 
     def _move(self, source: _Queue, message: _Message, target: _Queue) -> None:
         """Move a READY message to another queue, where it is READY too (its entry in the source's ready heap
         is left behind, stale)."""
         del source.messages[message.id]
+        if message.source_queue is not None:
+            source.dead_letters -= 1
         target.add(message)
         target.push_ready(message)
         heapq.heappush(target.moved_in, (message.sent_at, message.id))
@@ -1044,6 +1055,8 @@ class Core:
             queue.unlease(message)
         elif message.state is State.DELAYED:
             queue.delayed_count -= 1
+        if message.source_queue is not None:
+            queue.dead_letters -= 1
         queue.dropped += 1
         self._touch(queue, message)
         self._touch_queue(queue)
@@ -1064,6 +1077,7 @@ class Core:
             dropped=queue.dropped,
             dead_lettered=queue.dead_lettered,
             redriven=queue.redriven,
+            dead_letters=queue.dead_letters,
         )
 
 

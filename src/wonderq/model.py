@@ -132,6 +132,7 @@ class QueueStats:
     dropped: int  # messages older than the retention, removed
     dead_lettered: int  # messages moved from this queue to its dead-letter queue
     redriven: int  # messages moved out of this queue by a redrive
+    dead_letters: int = 0  # messages in this queue now that were dead-lettered into it (a gauge, not a total)
 
 
 @dataclass(frozen=True, slots=True)

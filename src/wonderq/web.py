@@ -245,6 +245,7 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
         "dropped": stats.dropped,
         "dead_lettered": stats.dead_lettered,
         "redriven": stats.redriven,
+        "dead_letters": stats.dead_letters,
     }
 
 
