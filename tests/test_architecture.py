@@ -11,9 +11,9 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 
 # Lower layers first. A module may import only from layers before its own.
 LAYERS: list[set[str]] = [
-    {"errors", "model", "ids", "clock", "sqs_wire", "ready"},
+    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs"},
     {"core", "store"},
-    {"commands", "config"},
+    {"commands", "config", "metrics"},
     {"actor"},
     {"ticker"},
     {"sqs"},

@@ -38,6 +38,7 @@ from wonderq.commands import (
 )
 from wonderq.core import Core
 from wonderq.errors import ShuttingDown, StorageFull, WonderQError
+from wonderq.metrics import Metrics
 from wonderq.model import Changes, Lease, Outgoing, Snapshot
 from wonderq.store import message_cost
 
@@ -125,10 +126,12 @@ class ActorHandle:
     def __init__(self, inbox: trio.MemorySendChannel[Envelope], actor: Actor) -> None:
         self._inbox = inbox
         self._actor = actor
+        self.metrics = actor.metrics
 
     async def ask(self, command: Command[R]) -> R:
         slot = ReplySlot[R]()
         envelope = cast(Envelope, (command, slot))
+        started = trio.current_time()
         try:
             await self._inbox.send(envelope)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -138,6 +141,8 @@ class ActorHandle:
         except BaseException:
             self._return_late_leases(command, slot)
             raise
+        finally:  # errors and cancelled waits are answers too: every ask is timed
+            self.metrics.commands.labels(type(command).__name__).observe(trio.current_time() - started)
 
     def statistics(self) -> ActorStatistics:
         return self._actor.statistics()
@@ -169,6 +174,7 @@ class Actor:
         journal: Journal | None = None,
         *,
         run_blocking: BlockingRunner = trio.to_thread.run_sync,
+        metrics: Metrics | None = None,
     ) -> None:
         if journal is not None and not core.tracks_changes:
             raise ValueError("a journaled actor needs a core made with track_changes=True")
@@ -188,6 +194,7 @@ class Actor:
         self._replies: list[tuple[AnyCommand | Control, ReplySlot[Any], outcome.Outcome[Any]]] = []
         self._commands = 0
         self._batches = 0
+        self.metrics = metrics or Metrics()
         self.handle = ActorHandle(self._send, self)
 
     def statistics(self) -> ActorStatistics:
@@ -213,7 +220,7 @@ class Actor:
                     await self._apply(command, slot, now)
                 self._serve_parked(now)
                 self._end_parked_at(trio.current_time())
-                await self._commit()
+                await self._commit(len(batch))
                 more = self._send_replies(now)
                 self._commands += len(batch)
                 self._batches += 1
@@ -299,7 +306,7 @@ class Actor:
             parked.done = True
             self._parked_count -= 1
 
-    async def _commit(self) -> None:
+    async def _commit(self, commands: int) -> None:
         """Make this batch's changes durable before any of its replies leave (group commit)."""
         if self._journal is None:
             return
@@ -315,8 +322,11 @@ class Actor:
                 log.error("journal commit failed, undoing the batch: %s", error.message)
                 await self._undo_batch(error)
             finally:
+                elapsed = time.perf_counter() - started  # real seconds: the disk does not run on trio's clock
                 self._commits += 1
-                self._commit_seconds += time.perf_counter() - started
+                self._commit_seconds += elapsed
+                self.metrics.commit_seconds.observe(elapsed)
+                self.metrics.commit_batch.observe(commands)
 
     async def _undo_batch(self, error: WonderQError) -> None:
         """The batch is not durable: every success in it becomes `error`, and the core goes back to the state

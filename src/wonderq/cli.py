@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -86,18 +85,20 @@ def main(ctx: click.Context, url: str) -> None:
 )
 @click.option("--compact-interval", type=float, help="Seconds between journal compactions [env COMPACT_INTERVAL; 60].")
 @click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="[env LOG_LEVEL; default info]"
 )
-def serve(log_level: str, **flags: object) -> None:
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), help="One line per record, or JSON [env LOG_FORMAT; text]."
+)
+def serve(**flags: object) -> None:
     """Run the broker until SIGINT or SIGTERM."""
     try:
         settings = load_settings(**flags)
     except ConfigError as error:
         raise click.UsageError(str(error)) from None
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from wonderq.logs import configure
+
+    configure(settings.log_level, settings.log_format)
     import trio
 
     from wonderq.server import BindError

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     compact_interval: Annotated[float, Field(gt=0, le=86_400)] = 60.0  # seconds between journal compactions
     sqs_account_id: Annotated[str, Field(pattern=r"^\d{12}$")] = "123456789012"  # the one account of queue URLs
     sqs_region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,40}$")] = "us-east-1"  # its queues are API v1's
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # one line per record; json: one object per line
     # "KEY:SECRET,KEY:SECRET": when given, SQS requests must be signed (SigV4) with one of these keys
     sqs_access_keys: Annotated[str, Field(pattern=KEY_PAIRS, repr=False)] = ""
 

@@ -10,13 +10,16 @@ import base64
 import binascii
 import json
 import logging
+import re
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -48,12 +51,16 @@ from wonderq.errors import (
     RouteNotFound,
     WonderQError,
 )
+from wonderq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wonderq.model import Attributes, Lease, MessageView, Outgoing, Payload, QueueStats, State
 
 log = logging.getLogger("wonderq.web")
+access_log = logging.getLogger("wonderq.access")
 
 CLASSIC_QUEUE = "default"  # the queue the classic routes (/addMessage, ...) work on
 IDEMPOTENCY_HEADER = "Idempotency-Key"  # on a single send: its dedup id
+REQUEST_ID_HEADER = "X-Request-Id"  # taken from the request when it is a sane token, else made; on every reply
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ATTRIBUTE_PARAMETER = "attribute."  # on a single send, `?attribute.<name>=<value>` gives the message an attribute
 MAX_REDRIVE_MESSAGES = 2**31 - 1  # the largest `max` a redrive takes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -382,10 +389,57 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.path)
+        log.exception(
+            "unexpected error on %s %s (request %s)",
+            request.method,
+            request.path,
+            g.request_id,
+            extra={"request_id": g.request_id, "method": request.method, "path": request.path},
+        )
         return json_response({"error": {"code": "internal_error", "message": "internal error"}}, 500)
 
+    @app.before_request
+    async def _start_request() -> None:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def _finish_request(response: Response) -> Response:
+        """The request id on the reply, one access log line, and the request in the metrics."""
+        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = request_id
+        seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())  # real seconds
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        status = response.status_code
+        handle.metrics.requests.labels(request.method, route, str(status)).observe(seconds)
+        access_log.log(
+            logging.ERROR if status >= 500 else logging.INFO,
+            "%s %s %d %.1f ms %s",
+            request.method,
+            request.path,
+            status,
+            seconds * 1000,
+            request_id,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            },
+        )
+        return response
+
     # ---- service ----
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        queues = await handle.ask(ListQueues())
+        statistics = handle.statistics()
+        body = handle.metrics.render(queues, backlog=statistics.backlog, parked=statistics.parked)
+        return Response(body, status=200, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
     async def health() -> Response:
