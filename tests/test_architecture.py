@@ -11,12 +11,12 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 
 # Lower layers first. A module may import only from layers before its own.
 LAYERS: list[set[str]] = [
-    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs"},
+    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "openapi"},
     {"core", "store"},
     {"commands", "config", "metrics"},
     {"actor"},
     {"ticker"},
-    {"sqs"},
+    {"sqs", "dashboard"},
     {"web"},
     {"server"},
     {"client"},

@@ -214,7 +214,7 @@ async def test_unknown_route_is_404_not_found(
         ("GET", "/addMessage", {"POST"}),
         ("POST", "/readMessage", {"GET"}),
         ("GET", "/processMessage/some-id", {"PATCH"}),
-        ("GET", "/", {"POST"}),  # the SQS endpoint
+        ("PUT", "/", {"GET", "POST"}),  # the dashboard, and the SQS endpoint
     ],
 )
 async def test_wrong_method_is_405_with_allow_header(

@@ -118,6 +118,7 @@ class ActorStatistics:
     batches: int  # wake-ups since start; commands / batches is the mean drain size
     commits: int  # journal transactions since start (0 without a journal)
     commit_seconds: float  # total time spent committing
+    stopping: bool = False  # the server is shutting down (StopParking received): long-lived replies should end
 
 
 class ActorHandle:
@@ -205,6 +206,7 @@ class Actor:
             batches=self._batches,
             commits=self._commits,
             commit_seconds=self._commit_seconds,
+            stopping=not self._parking,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

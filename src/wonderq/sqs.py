@@ -29,6 +29,7 @@ import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from wonderq import openapi
 from wonderq import sqs_wire as wire
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
@@ -1152,12 +1153,15 @@ def _body_text(payload: Payload) -> str:
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
     """Serve SQS on `POST /` of `app` (and on `POST /<account>/<queue>`, where some SDKs send queue actions)."""
     adapter = SqsAdapter(handle, settings)
-    app.add_url_rule("/", "sqs", adapter.serve, methods=["POST"])
-    app.add_url_rule("/<account>/<queue>", "sqs_queue", _ignore_path(adapter.serve), methods=["POST"])
 
+    @openapi.operation(
+        summary="Amazon SQS, AWS JSON 1.0: X-Amz-Target: AmazonSQS.<Action> (docs/sqs.md)",
+        tag="sqs",
+        reply_type=wire.JSON_CONTENT_TYPE,
+        errors=(),
+    )
+    async def sqs_endpoint(**_: str) -> Response:
+        return await adapter.serve()
 
-def _ignore_path(serve: Callable[[], Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-    async def view(**_: str) -> Response:
-        return await serve()
-
-    return view
+    app.add_url_rule("/", "sqs", sqs_endpoint, methods=["POST"])
+    app.add_url_rule("/<account>/<queue>", "sqs_queue", sqs_endpoint, methods=["POST"])

@@ -21,9 +21,10 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from quart import Response, g, request
 from quart_trio import QuartTrio
+from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
-from wonderq import __version__, sqs
+from wonderq import __version__, dashboard, openapi, sqs
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -58,6 +59,23 @@ log = logging.getLogger("wonderq.web")
 access_log = logging.getLogger("wonderq.access")
 
 CLASSIC_QUEUE = "default"  # the queue the classic routes (/addMessage, ...) work on
+API_DOCS_ASSETS = {  # the Swagger UI files the page loads, all from the swagger-ui-bundle package
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "swagger-ui-standalone-preset.js": "text/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+API_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>WonderQ API</title>
+<link rel="stylesheet" href="/api-docs/assets/swagger-ui.css">
+<link rel="icon" href="/api-docs/assets/favicon-32x32.png"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api-docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api-docs/assets/swagger-ui-standalone-preset.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset], layout: "StandaloneLayout"});</script>
+</body></html>
+"""
 IDEMPOTENCY_HEADER = "Idempotency-Key"  # on a single send: its dedup id
 REQUEST_ID_HEADER = "X-Request-Id"  # taken from the request when it is a sane token, else made; on every reply
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -362,6 +380,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return make_payload(bytes(data), request.content_type or DEFAULT_CONTENT_TYPE)
 
     sqs.install(app, handle, settings)
+    dashboard.install(app, handle, settings)
 
     @app.before_serving
     async def _create_classic_queue() -> None:
@@ -434,7 +453,35 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
 
     # ---- service ----
 
+    @app.get("/openapi.json")
+    @openapi.operation(summary="This document (OpenAPI 3.1)", tag="service", reply_type="application/json", errors=())
+    async def openapi_document() -> Response:
+        return json_response(openapi.document(app))
+
+    @app.get("/api-docs")
+    @openapi.operation(
+        summary="Interactive API docs (Swagger UI, served locally)", tag="service", reply_type="text/html", errors=()
+    )
+    async def api_docs() -> Response:
+        return Response(API_DOCS_PAGE, status=200, content_type="text/html; charset=utf-8")
+
+    @app.get("/api-docs/assets/<asset>")
+    @openapi.operation(
+        summary="The Swagger UI files /api-docs uses",
+        tag="service",
+        reply_type="application/octet-stream",
+        errors=(404,),
+    )
+    async def api_docs_asset(asset: str) -> Response:
+        if asset not in API_DOCS_ASSETS:
+            raise RouteNotFound(f"no route {request.method} {request.path}")
+        data = (swagger_ui_path / asset).read_bytes()
+        return Response(data, status=200, content_type=API_DOCS_ASSETS[asset])
+
     @app.get("/metrics")
+    @openapi.operation(
+        summary="Prometheus metrics (text format 0.0.4)", tag="service", reply_type="text/plain", errors=()
+    )
     async def metrics() -> Response:
         queues = await handle.ask(ListQueues())
         statistics = handle.statistics()
@@ -442,6 +489,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return Response(body, status=200, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
+    @openapi.operation(summary="Liveness and load", tag="service", reply=openapi.HealthReply, errors=())
     async def health() -> Response:
         statistics = handle.statistics()
         return json_response(
@@ -456,10 +504,18 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     # ---- queues ----
 
     @app.get("/v1/queues")
+    @openapi.operation(summary="List every queue with its counters", tag="queues", reply=openapi.QueuesReply, errors=())
     async def list_queues() -> Response:
         return json_response({"queues": [render_stats(s) for s in await handle.ask(ListQueues())]})
 
     @app.put("/v1/queues/<name>")
+    @openapi.operation(
+        summary="Create a queue, or update its attributes (201 created, 200 updated)",
+        tag="queues",
+        status=201,
+        body=QueueAttributesIn,
+        reply=openapi.QueueReply,
+    )
     async def put_queue(name: str) -> Response:
         check_queue_name(name)
         attributes = await read_json(QueueAttributesIn, required=False)
@@ -481,19 +537,35 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return json_response(render_stats(stats), 201 if created else 200)
 
     @app.get("/v1/queues/<name>")
+    @openapi.operation(
+        summary="One queue's attributes and counters", tag="queues", reply=openapi.QueueReply, errors=(400, 404)
+    )
     async def get_queue(name: str) -> Response:
         return json_response(render_stats(await handle.ask(GetQueue(name))))
 
     @app.delete("/v1/queues/<name>")
+    @openapi.operation(
+        summary="Delete a queue and every message in it", tag="queues", status=204, errors=(400, 404, 409)
+    )
     async def delete_queue(name: str) -> Response:
         await handle.ask(DeleteQueue(name))
         return no_content()
 
     @app.post("/v1/queues/<name>/purge")
+    @openapi.operation(
+        summary="Delete every message, leased or not", tag="queues", reply=openapi.PurgeReply, errors=(400, 404)
+    )
     async def purge(name: str) -> Response:
         return json_response({"purged": await handle.ask(Purge(name))})
 
     @app.post("/v1/queues/<name>/redrive")
+    @openapi.operation(
+        summary="Move a dead-letter queue's ready messages back to their queues",
+        tag="queues",
+        body=RedriveIn,
+        reply=openapi.RedriveReply,
+        errors=(400, 404),
+    )
     async def redrive(name: str) -> Response:
         check_queue_name(name)
         body = await read_json(RedriveIn, required=False)
@@ -513,6 +585,15 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     # ---- messages ----
 
     @app.post("/v1/queues/<name>/messages")
+    @openapi.operation(
+        summary="Send one message: the request body, with its Content-Type",
+        tag="messages",
+        status=201,
+        query=SendParamsIn,
+        raw_body="The message, stored as sent, with its Content-Type",
+        reply=openapi.SentReply,
+        errors=(400, 413, 503, 507),
+    )
     async def send(name: str) -> Response:
         check_queue_name(name)
         options = from_query(SendParamsIn, skip=ATTRIBUTE_PARAMETER)
@@ -523,6 +604,14 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return json_response({"id": ids[0]}, 201)
 
     @app.post("/v1/queues/<name>/messages/batch")
+    @openapi.operation(
+        summary="Send up to MAX_BATCH messages, all or none",
+        tag="messages",
+        status=201,
+        body=BatchIn,
+        reply=openapi.SentBatchReply,
+        errors=(400, 413, 503, 507),
+    )
     async def send_batch(name: str) -> Response:
         check_queue_name(name)
         batch = await read_json(BatchIn, required=True)
@@ -533,6 +622,14 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return json_response({"ids": await handle.ask(Send(name, messages))}, 201)
 
     @app.post("/v1/queues/<name>/receive")
+    @openapi.operation(
+        summary="Lease messages, optionally long-polling",
+        tag="messages",
+        body=ReceiveIn,
+        query=ReceiveIn,
+        reply=openapi.ReceiveReply,
+        errors=(400, 404),
+    )
     async def receive(name: str) -> Response:
         check_queue_name(name)
         body = await read_json(ReceiveIn, required=False)
@@ -549,6 +646,12 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return json_response({"messages": [render_lease(lease) for lease in leases]})
 
     @app.delete("/v1/queues/<name>/messages/<message_id>")
+    @openapi.operation(
+        summary="Acknowledge one delivery (?receipt=R): delete the message",
+        tag="messages",
+        status=204,
+        errors=(400, 404, 409),
+    )
     async def ack(name: str, message_id: str) -> Response:
         receipt = request.args.get("receipt")
         if not receipt:
@@ -557,6 +660,13 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return no_content()
 
     @app.post("/v1/queues/<name>/ack")
+    @openapi.operation(
+        summary="Acknowledge up to MAX_BATCH deliveries, each on its own",
+        tag="messages",
+        body=AckIn,
+        reply=openapi.AckReply,
+        errors=(400, 404),
+    )
     async def ack_batch(name: str) -> Response:
         body = await read_json(AckIn, required=True)
         report = await handle.ask(AckBatch(name, body.receipts))
@@ -564,12 +674,26 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return json_response({"acked": list(report.acked), "failed": failed})
 
     @app.patch("/v1/queues/<name>/messages/<message_id>")
+    @openapi.operation(
+        summary="Extend a lease (heartbeat) or release it (visibility_timeout 0)",
+        tag="messages",
+        body=ChangeVisibilityIn,
+        reply=openapi.VisibilityReply,
+        errors=(400, 404, 409),
+    )
     async def change_visibility(name: str, message_id: str) -> Response:
         body = await read_json(ChangeVisibilityIn, required=True)
         deadline = await handle.ask(ChangeVisibility(name, message_id, body.receipt, body.visibility_timeout))
         return json_response({"id": message_id, "released": deadline is None, "lease_expires_at": deadline})
 
     @app.get("/v1/queues/<name>/messages")
+    @openapi.operation(
+        summary="Look at messages without leasing them (paged)",
+        tag="messages",
+        query=PeekIn,
+        reply=openapi.PeekReply,
+        errors=(400, 404),
+    )
     async def peek(name: str) -> Response:
         params = from_query(PeekIn)
         page = await handle.ask(Peek(name, params.state, params.limit, params.after))
@@ -578,12 +702,25 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     # ---- classic routes, on the queue "default" ----
 
     @app.post("/addMessage")
+    @openapi.operation(
+        summary="Classic: send to the queue default",
+        tag="classic",
+        status=201,
+        raw_body="The message",
+        reply=openapi.SentReply,
+        errors=(400, 413),
+    )
     async def classic_add() -> Response:
         payload = await read_message_body()
         ids = await handle.ask(Send(CLASSIC_QUEUE, (payload,)))
         return json_response({"id": ids[0]}, 201)
 
     @app.get("/readMessage")
+    @openapi.operation(
+        summary="Classic: lease one message of default (204 when none); ?time=S",
+        tag="classic",
+        reply=openapi.LeaseReply,
+    )
     async def classic_read() -> Response:
         time = request.args.get("time")
         try:
@@ -594,6 +731,9 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return json_response(render_lease(leases[0])) if leases else no_content()
 
     @app.patch("/processMessage/<message_id>")
+    @openapi.operation(
+        summary="Classic: acknowledge a message of default", tag="classic", status=204, errors=(404, 409)
+    )
     async def classic_process(message_id: str) -> Response:
         await handle.ask(Ack(CLASSIC_QUEUE, message_id, request.args.get("receipt") or None))
         return no_content()

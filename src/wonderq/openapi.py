@@ -1,0 +1,256 @@
+"""The OpenAPI 3.1 document of the HTTP API, made from the app itself: `document` walks the app's URL map, and
+each view function carries an `Operation` (set by the `operation` decorator) naming the very pydantic models the
+view validates its request with, and the models of its reply. Nothing here is a hand-kept copy of the routes:
+a route without an `Operation` is missing from the document, which tests/test_openapi.py catches, and the reply
+models are checked against real replies there too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic.json_schema import models_json_schema
+
+from wonderq import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REF = "#/components/schemas/{model}"
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+ERROR_STATUSES = {
+    400: "Bad request: `invalid_parameter`, `invalid_queue_name`, `invalid_body`, `empty_message`, `batch_too_large`",
+    404: "`queue_not_found`, `message_not_found` or `not_found`",
+    409: "`lease_lost` or `queue_in_use`",
+    413: "`message_too_large` or `request_too_large`",
+    503: "`shutting_down` or `storage_unavailable`",
+    507: "`insufficient_storage`",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What the document says of one route."""
+
+    summary: str
+    tag: str
+    status: int = 200  # of a success
+    reply: type[BaseModel] | None = None  # JSON reply model; None: no JSON body (or `reply_type`)
+    reply_type: str | None = None  # a reply that is not JSON: its media type
+    body: type[BaseModel] | None = None  # JSON request body model
+    raw_body: str | None = None  # a request body that is the message itself: what it is
+    query: type[BaseModel] | None = None  # query parameters model
+    errors: tuple[int, ...] = (400,)
+
+
+def operation(**given: Any) -> Callable[[F], F]:
+    """Attach an `Operation` to a view function."""
+
+    def attach(view: F) -> F:
+        view.openapi = Operation(**given)  # type: ignore[attr-defined]
+        return view
+
+    return attach
+
+
+def operation_of(view: Callable[..., Any]) -> Operation | None:
+    found = getattr(view, "openapi", None)
+    return found if isinstance(found, Operation) else None
+
+
+def openapi_path(rule: str) -> str:
+    """A werkzeug rule (`/v1/queues/<name>`, `/static/<path:file>`) as an OpenAPI path (`/v1/queues/{name}`)."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def document(app: Any) -> dict[str, Any]:
+    """The OpenAPI document of every documented route of `app` (a Quart app)."""
+    models: dict[str, type[BaseModel]] = {"ErrorReply": ErrorReply}
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        found = operation_of(view) if view is not None else None
+        if found is None:
+            continue
+        for model in (found.reply, found.body, found.query):
+            if model is not None:
+                models[model.__name__] = model
+        item = paths.setdefault(openapi_path(rule.rule), {})
+        for method in sorted(set(rule.methods or ()) - IGNORED_METHODS):
+            item[method.lower()] = _operation(rule, method, found)
+    _, definitions = models_json_schema([(model, "validation") for model in models.values()], ref_template=REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "WonderQ",
+            "version": __version__,
+            "description": "A small, reliable message broker: queues, leases, acknowledgements, long polling. "
+            "The full reference is docs/api.md; the Amazon SQS protocol on POST / is docs/sqs.md.",
+        },
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": definitions.get("$defs", {})},
+    }
+
+
+def _operation(rule: Any, method: str, found: Operation) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in rule.arguments
+    ]
+    if found.query is not None:
+        schema = found.query.model_json_schema(ref_template=REF)
+        required = set(schema.get("required", []))
+        parameters += [
+            {"name": name, "in": "query", "required": name in required, "schema": field}
+            for name, field in schema.get("properties", {}).items()
+        ]
+    success: dict[str, Any] = {"description": "Success"}
+    if found.reply is not None:
+        success["content"] = {"application/json": {"schema": {"$ref": REF.format(model=found.reply.__name__)}}}
+    elif found.reply_type is not None:
+        success["content"] = {found.reply_type: {"schema": {"type": "string"}}}
+    error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorReply")}}}
+    entry: dict[str, Any] = {
+        "summary": found.summary,
+        "tags": [found.tag],
+        "operationId": f"{rule.endpoint}_{method.lower()}",
+        "parameters": parameters,
+        "responses": {
+            str(found.status): success,
+            **{str(status): {"description": ERROR_STATUSES[status], "content": error} for status in found.errors},
+        },
+    }
+    if found.body is not None:
+        schema_ref = {"$ref": REF.format(model=found.body.__name__)}
+        entry["requestBody"] = {"required": False, "content": {"application/json": {"schema": schema_ref}}}
+    elif found.raw_body is not None:
+        raw = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+        entry["requestBody"] = {"required": True, "description": found.raw_body, "content": raw}
+    return entry
+
+
+# ---- reply shapes: what the views return, as models for the document (tests check real replies fit) -----
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Reply):
+    code: str
+    message: str
+
+
+class ErrorReply(_Reply):
+    error: ErrorDetail
+
+
+class HealthReply(_Reply):
+    status: Literal["ok"]
+    version: str
+    backlog: int
+    parked_receives: int
+
+
+class QueueAttributesReply(_Reply):
+    visibility_timeout: float
+    max_in_flight: int
+    delay: float
+    max_message_bytes: int
+    retention: float
+    max_receives: int
+    dead_letter_queue: str | None
+
+
+class QueueReply(_Reply):
+    name: str
+    attributes: QueueAttributesReply
+    created_at: float
+    ready: int
+    leased: int
+    delayed: int
+    sent: int
+    received: int
+    acked: int
+    expired: int
+    released: int
+    dropped: int
+    dead_lettered: int
+    redriven: int
+    dead_letters: int
+
+
+class QueuesReply(_Reply):
+    queues: list[QueueReply]
+
+
+class SentReply(_Reply):
+    id: str
+
+
+class SentBatchReply(_Reply):
+    ids: list[str]
+
+
+class _MessageFields(_Reply):
+    id: str
+    body: JsonValue = None
+    body_base64: str | None = None
+    encoding: Literal["json", "text", "base64"]
+    content_type: str
+    attributes: dict[str, str]
+    priority: int
+    receive_count: int
+    sent_at: float
+    first_received_at: float | None
+    lease_expires_at: float | None
+    consumer: str | None
+    source_queue: str | None
+    group: str | None
+    dedup_id: str | None
+
+
+class LeaseReply(_MessageFields):
+    receipt: str
+
+
+class ReceiveReply(_Reply):
+    messages: list[LeaseReply]
+
+
+class PeekedMessage(_MessageFields):
+    state: Literal["delayed", "ready", "leased"]
+    visible_at: float | None
+
+
+class PeekReply(_Reply):
+    messages: list[PeekedMessage]
+    next_after: str | None
+
+
+class AckFailureReply(_Reply):
+    receipt: str
+    code: str
+    message: str
+
+
+class AckReply(_Reply):
+    acked: list[str]
+    failed: list[AckFailureReply]
+
+
+class VisibilityReply(_Reply):
+    id: str
+    released: bool
+    lease_expires_at: float | None
+
+
+class PurgeReply(_Reply):
+    purged: int
+
+
+class RedriveReply(_Reply):
+    moved: int
+    skipped: int
