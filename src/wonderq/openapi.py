@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the HTTP API, made from the app itself: `document` walks the app's URL map, and
+"""The OpenAPI 3.0 document of the HTTP API, made from the app itself: `document` walks the app's URL map, and
 each view function carries an `Operation` (set by the `operation` decorator) naming the very pydantic models the
 view validates its request with, and the models of its reply. Nothing here is a hand-kept copy of the routes:
 a route without an `Operation` is missing from the document, which tests/test_openapi.py catches, and the reply
@@ -82,17 +82,43 @@ def document(app: Any) -> dict[str, Any]:
         for method in sorted(set(rule.methods or ()) - IGNORED_METHODS):
             item[method.lower()] = _operation(rule, method, found)
     _, definitions = models_json_schema([(model, "validation") for model in models.values()], ref_template=REF)
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "WonderQ",
-            "version": __version__,
-            "description": "A small, reliable message broker: queues, leases, acknowledgements, long polling. "
-            "The full reference is docs/api.md; the Amazon SQS protocol on POST / is docs/sqs.md.",
-        },
-        "paths": dict(sorted(paths.items())),
-        "components": {"schemas": definitions.get("$defs", {})},
-    }
+    converted: dict[str, Any] = _as_openapi_30(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "WonderQ",
+                "version": __version__,
+                "description": "A small, reliable message broker: queues, leases, acknowledgements, long polling. "
+                "The full reference is docs/api.md; the Amazon SQS protocol on POST / is docs/sqs.md.",
+            },
+            "paths": dict(sorted(paths.items())),
+            "components": {"schemas": definitions.get("$defs", {})},
+        }
+    )
+    return converted
+
+
+def _as_openapi_30(node: Any) -> Any:
+    """pydantic writes JSON Schema 2020-12 (OpenAPI 3.1's); say the same in OpenAPI 3.0's words, which every
+    tool reads (the bundled Swagger UI included): a `"type": "null"` choice becomes `nullable`, `const` an
+    one-value `enum`."""
+    if isinstance(node, list):
+        return [_as_openapi_30(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _as_openapi_30(value) for key, value in node.items()}
+    if "const" in converted:
+        converted["enum"] = [converted.pop("const")]
+    choices = converted.get("anyOf")
+    if isinstance(choices, list) and {"type": "null"} in choices:
+        rest = [choice for choice in choices if choice != {"type": "null"}]
+        del converted["anyOf"]
+        if len(rest) == 1 and "$ref" not in rest[0]:
+            converted.update(rest[0])
+        else:
+            converted["anyOf"] = rest
+        converted["nullable"] = True
+    return converted
 
 
 def _operation(rule: Any, method: str, found: Operation) -> dict[str, Any]:

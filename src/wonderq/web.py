@@ -454,7 +454,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     # ---- service ----
 
     @app.get("/openapi.json")
-    @openapi.operation(summary="This document (OpenAPI 3.1)", tag="service", reply_type="application/json", errors=())
+    @openapi.operation(summary="This document (OpenAPI 3.0)", tag="service", reply_type="application/json", errors=())
     async def openapi_document() -> Response:
         return json_response(openapi.document(app))
 
