@@ -468,3 +468,21 @@ def test_queue_names_may_have_a_namespace(name: str) -> None:
 def test_bad_namespaces_are_invalid_queue_names(name: str) -> None:
     with pytest.raises(InvalidQueueName):
         make_core().send(name, text("m"), now=T0)
+
+
+def test_oldest_sent_at_follows_the_oldest_message_wherever_it_came_from() -> None:
+    core = with_dlq(max_receives=1)
+    assert core.queue_stats("q", now=T0).oldest_sent_at is None
+    first, second = core.send("q", text("a"), now=T0), core.send("q", text("b"), now=T0 + 1)
+    assert core.queue_stats("q", now=T0 + 1).oldest_sent_at == T0
+    lease = receive_one(core, now=T0 + 1)
+    core.ack("q", first, lease.receipt, now=T0 + 2)
+    assert core.queue_stats("q", now=T0 + 2).oldest_sent_at == T0 + 1
+    core.send("dlq", text("direct"), now=T0 + 3)
+    receive_one(core, now=T0 + 3)  # second, whose lease ends at T0 + 13: a dead letter sent at T0 + 1
+    assert core.queue_stats("dlq", now=T0 + 12.999).oldest_sent_at == T0 + 3
+    assert core.queue_stats("dlq", now=T0 + 13).oldest_sent_at == T0 + 1  # moved in, older than what was there
+    assert core.queue_stats("q", now=T0 + 13).oldest_sent_at is None
+    core.purge("dlq", now=T0 + 14)
+    assert core.queue_stats("dlq", now=T0 + 14).oldest_sent_at is None
+    assert second

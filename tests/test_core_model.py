@@ -329,6 +329,7 @@ class CoreVersusModel(RuleBasedStateMachine):
             assert stats.expired == self.expired[queue]
             assert stats.dropped == self.dropped[queue]
             assert stats.dead_letters == sum(m.source_queue is not None for m in messages.values())
+            assert stats.oldest_sent_at == min((m.sent_at for m in messages.values()), default=None)
             page = self.core.peek(queue, state=None, limit=1000, after=None, now=self.now)
             assert [v.id for v in page.messages] == sorted(messages)  # each message once, none gone
             for view in page.messages:

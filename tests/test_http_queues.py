@@ -36,6 +36,7 @@ def fresh_stats(name: str, visibility_timeout: float, created_at: float) -> dict
         "attributes": {**DEFAULT_ATTRIBUTES, "visibility_timeout": visibility_timeout},
         "created_at": created_at,
         **dict.fromkeys(COUNTERS, 0),
+        "oldest_sent_at": None,
     }
 
 
@@ -142,7 +143,7 @@ async def test_get_queue_counts_every_transition(client: Client, autojump_clock:
         "redriven": 0,
         "dead_letters": 0,
     }
-    assert set(reply) == {"name", "attributes", "created_at", *COUNTERS}
+    assert set(reply) == {"name", "attributes", "created_at", *COUNTERS, "oldest_sent_at"}
     assert [message["id"] for message in (await peek(client))["messages"]] == [second, third, fourth]
 
 

@@ -1078,7 +1078,24 @@ class Core:
             dead_lettered=queue.dead_lettered,
             redriven=queue.redriven,
             dead_letters=queue.dead_letters,
+            oldest_sent_at=self._oldest_sent_at(queue),
         )
+
+    @staticmethod
+    def _oldest_sent_at(queue: _Queue) -> float | None:
+        """The send time of the queue's oldest message, from the fronts of its retention order (dropping the
+        stale entries found there): O(1) but for those drops."""
+        messages = queue.messages
+        arrivals = queue.arrivals
+        while arrivals and arrivals[0] not in messages:
+            arrivals.popleft()
+        moved_in = queue.moved_in
+        while moved_in and moved_in[0][1] not in messages:
+            heapq.heappop(moved_in)
+        fronts = [messages[arrivals[0]].sent_at] if arrivals else []
+        if moved_in:
+            fronts.append(moved_in[0][0])
+        return min(fronts) if fronts else None
 
 
 def _merge(old: tuple[tuple[str, str], ...], changes: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:

@@ -2,9 +2,9 @@
 live statistics stream `GET /v1/events` (server-sent events) the pages update from.
 
 This module owns the dashboard's routes and the one background producer per app that feeds every open event
-stream: once per tick it asks the actor for every queue's statistics (one `ListQueues`, plus a one-message peek
-of each queue whose statistics changed, for its oldest message), and publishes a snapshot when something changed
-or when the keep-alive interval has passed. Subscribers share that snapshot; none of them asks the actor itself.
+stream: once per tick it asks the actor for every queue's statistics (one `ListQueues`, which carries each
+queue's oldest message's send time too), and publishes a snapshot when something changed or when the keep-alive
+interval has passed. Subscribers share that snapshot; none of them asks the actor itself.
 The pages use API v1 for everything else (peek, purge, redrive); the only route of their own is deleting one
 message by id, which v1 has no route for. Every asset is served from the package: the pages work offline.
 """
@@ -29,7 +29,7 @@ from werkzeug.exceptions import NotFound
 
 from wonderq import openapi
 from wonderq.actor import ActorHandle, ActorStatistics
-from wonderq.commands import Command, Delete, ListQueues, Peek
+from wonderq.commands import Command, Delete, ListQueues
 from wonderq.config import Settings
 from wonderq.core import check_queue_name
 from wonderq.errors import MessageNotFound, ShuttingDown, WonderQError
@@ -43,7 +43,6 @@ TICK = 1.0  # seconds between two looks at the statistics
 KEEPALIVE = 15.0  # seconds after which an unchanged snapshot is sent again, so that proxies keep the stream open
 STOP_CHECK = 0.2  # seconds between two checks, while waiting for the next tick, for a server shutdown
 RETRY_MS = 2000  # milliseconds a browser waits before it reconnects a dropped event stream (the SSE `retry`)
-MAX_OLDEST_PEEKS = 100  # one-message peeks per tick for oldest-message ages; more changed queues wait a tick
 STATIC_PACKAGE = "static"  # the assets' directory inside the wonderq package
 
 CONTENT_TYPES = {  # by file suffix; anything else is not served
@@ -110,9 +109,6 @@ class EventHub:
         self._payload: bytes | None = None  # the latest snapshot, as JSON
         self._generation = 0  # how many snapshots were published
         self._published = trio.Event()  # set (and replaced) at every publish, and at close
-        self._oldest: dict[str, float | None] = {}  # queue -> sent_at (epoch seconds) of its oldest message
-        self._seen: dict[str, dict[str, Any]] = {}  # queue -> its statistics at the last tick
-        self._stale: set[str] = set()  # queues whose oldest message needs another look
 
     @property
     def closed(self) -> bool:
@@ -191,37 +187,13 @@ class EventHub:
         """The statistics as JSON, without the time: `backlog` and `parked` (the actor's), `queues` (as
         `GET /v1/queues` shows them) and `oldest` (each queue's oldest message's `sent_at`, or null)."""
         queues = [stats_json(stats) for stats in await self._broker.ask(ListQueues())]
-        names = {queue["name"] for queue in queues}
-        for gone in self._oldest.keys() - names:
-            del self._oldest[gone]
-            self._seen.pop(gone, None)
-        self._stale &= names
-        for queue in queues:
-            name = queue["name"]
-            if self._seen.get(name) != queue:
-                self._seen[name] = queue
-                self._stale.add(name)
-        for name in sorted(self._stale)[:MAX_OLDEST_PEEKS]:
-            self._stale.discard(name)
-            stats = self._seen[name]
-            if not stats["ready"] + stats["leased"] + stats["delayed"]:
-                self._oldest[name] = None
-                continue
-            try:
-                page = await self._broker.ask(Peek(name, limit=1))
-            except WonderQError as error:
-                if isinstance(error, ShuttingDown):
-                    raise
-                self._oldest[name] = None  # deleted since the list: the next list drops it
-            else:
-                self._oldest[name] = page.messages[0].sent_at if page.messages else None
         actor = self._broker.statistics()
         return orjson.dumps(
             {
                 "backlog": actor.backlog,
                 "parked": actor.parked,
                 "queues": queues,
-                "oldest": {name: self._oldest.get(name) for name in sorted(names)},
+                "oldest": {queue["name"]: queue["oldest_sent_at"] for queue in sorted(queues, key=lambda q: q["name"])},
             }
         )
 

@@ -133,6 +133,7 @@ class QueueStats:
     dead_lettered: int  # messages moved from this queue to its dead-letter queue
     redriven: int  # messages moved out of this queue by a redrive
     dead_letters: int = 0  # messages in this queue now that were dead-lettered into it (a gauge, not a total)
+    oldest_sent_at: float | None = None  # epoch seconds: when its oldest message was sent; None when empty
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,6 +206,7 @@ class QueueReply(_Reply):
     dead_lettered: int
     redriven: int
     dead_letters: int
+    oldest_sent_at: float | None
 
 
 class QueuesReply(_Reply):

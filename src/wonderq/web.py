@@ -271,6 +271,7 @@ def render_stats(stats: QueueStats) -> dict[str, Any]:
         "dead_lettered": stats.dead_lettered,
         "redriven": stats.redriven,
         "dead_letters": stats.dead_letters,
+        "oldest_sent_at": stats.oldest_sent_at,
     }
 
 
