@@ -16,11 +16,11 @@ LAYERS: list[set[str]] = [
     {"commands", "config", "metrics"},
     {"actor"},
     {"ticker"},
-    {"sqs", "dashboard"},
+    {"stream", "sqs", "dashboard"},
     {"web"},
     {"server"},
     {"client"},
-    {"simulate"},
+    {"simulate", "stream_client"},
     {"cli"},
     {"__main__"},
 ]

@@ -297,3 +297,14 @@ def test_serve_on_a_taken_port_fails_cleanly(server: ServerProcess) -> None:
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"wonderq: cannot serve on 127.0.0.1:{port}: ")
     assert "Traceback" not in result.output
+
+
+def test_consume_streams_prints_and_acks(server: ServerProcess, client: Client, queue: str) -> None:
+    client.send_batch(queue, ["a", "b", "c"])
+    result = wonderq(server, "consume", queue, "--credit", "2", "--count", "2", "--idle", "2")
+    assert result.exit_code == 0, result.output
+    assert [line["body"] for line in lines_of(result)] == ["a", "b"]
+    stats = client.get_queue(queue)
+    assert (stats["ready"], stats["leased"], stats["acked"]) == (1, 0, 2)
+    rest = wonderq(server, "consume", queue, "--idle", "0.5")
+    assert [line["body"] for line in lines_of(rest)] == ["c"]

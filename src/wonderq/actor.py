@@ -128,6 +128,7 @@ class ActorHandle:
         self._inbox = inbox
         self._actor = actor
         self.metrics = actor.metrics
+        self.clock = actor.clock  # the broker's clock, to compare with the epoch times in replies
 
     async def ask(self, command: Command[R]) -> R:
         slot = ReplySlot[R]()
@@ -180,7 +181,7 @@ class Actor:
         if journal is not None and not core.tracks_changes:
             raise ValueError("a journaled actor needs a core made with track_changes=True")
         self._core = core
-        self._clock = clock
+        self._clock = self.clock = clock
         self._journal = journal
         self._run_blocking = run_blocking
         self._commits = 0

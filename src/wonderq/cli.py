@@ -261,6 +261,36 @@ def send(
 
 @main.command()
 @click.argument("queue")
+@click.option("--credit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Prefetch window.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many messages [default: never].")
+@click.option("--idle", type=float, default=5.0, show_default=True, help="Stop after this many seconds without one.")
+@click.option("--visibility-timeout", type=float, help="Seconds to lease the messages for [default: the queue's].")
+@click.option("--consumer", help="A name for this consumer, shown by peek.")
+@_reports_errors
+def consume(
+    queue: str, credit: int, count: int | None, idle: float, visibility_timeout: float | None, consumer: str | None
+) -> None:
+    """Stream messages from QUEUE over one WebSocket (pushed up to --credit at a time), print each as one line of
+    JSON and acknowledge it once printed."""
+    from wonderq.stream_client import stream
+
+    done = 0
+    with _client() as client, stream(client, queue) as messages:
+        messages.subscribe(credit, visibility_timeout=visibility_timeout, consumer=consumer)
+        while count is None or done < count:
+            batch = messages.messages(wait=idle, limit=None if count is None else count - done)
+            if not batch:
+                return
+            for message in batch:
+                click.echo(json.dumps(message_json(message), ensure_ascii=False))
+            result = messages.ack(*(message.receipt for message in batch))
+            for failure in result.failed:
+                _fail(failure.code, f"{failure.receipt}: {failure.message}")
+            done += len(batch)
+
+
+@main.command()
+@click.argument("queue")
 @click.option("--max", "max_messages", type=int, default=1, show_default=True, help="Most messages to receive.")
 @click.option("--wait", type=float, default=0.0, show_default=True, help="Seconds to long-poll for a message.")
 @click.option("--visibility-timeout", type=float, help="Seconds to lease the messages for [default: the queue's].")

@@ -239,8 +239,12 @@ def _segment(value: str) -> str:
     return quote(value, safe="").replace(".", "%2E")
 
 
-def _queue_path(queue: str, *rest: str) -> str:
+def queue_path(queue: str, *rest: str) -> str:
+    """The path of a queue's route: `/v1/queues/<queue>/<rest...>`, the name escaped."""
     return "/".join(["/v1/queues", _segment(queue), *rest])
+
+
+_queue_path = queue_path
 
 
 def _json_call(method: str, path: str, parse: Callable[[httpx.Response], T], body: object, **kw: Any) -> Call[T]:
@@ -540,6 +544,11 @@ class Client(_Base):
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def http(self) -> httpx.Client:
+        """The httpx client underneath (the streaming path opens its WebSocket with it)."""
+        return self._http
+
     def _run(self, call: Call[T]) -> T:
         try:
             response = self._http.request(call.method, call.path, **self._request_args(call))
@@ -645,6 +654,11 @@ class AsyncClient(_Base):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The httpx client underneath (the streaming path opens its WebSocket with it)."""
+        return self._http
 
     async def _run(self, call: Call[T]) -> T:
         try:

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import orjson
@@ -24,7 +24,7 @@ from quart_trio import QuartTrio
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
-from wonderq import __version__, dashboard, openapi, sqs
+from wonderq import __version__, dashboard, openapi, sqs, stream
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -235,6 +235,22 @@ def _entry_payload(index: int, entry: BatchEntryIn) -> Payload:
     raise InvalidBody(f"{where}: a body of type {content_type} must be given as a string (text/*) or as body_base64")
 
 
+def batch_messages(batch: BatchIn) -> list[Outgoing]:
+    return [
+        Outgoing(_entry_payload(index, entry), entry.delay, entry.priority, entry.dedup_id, entry.group)
+        for index, entry in enumerate(batch.messages)
+    ]
+
+
+def entries_messages(entries: Sequence[Any]) -> list[Outgoing]:
+    """Batch entries given as parsed JSON (the streaming path's send frames), checked as a batch request is."""
+    try:
+        batch = BatchIn.model_validate({"messages": list(entries)}, strict=True)
+    except ValidationError as error:
+        raise InvalidParameter(_describe(error)) from None
+    return batch_messages(batch)
+
+
 # ---- replies ------------------------------------------------------------------------------------------
 
 
@@ -381,6 +397,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
         return make_payload(bytes(data), request.content_type or DEFAULT_CONTENT_TYPE)
 
     sqs.install(app, handle, settings)
+    stream.install(app, handle, settings, entries_messages, render_lease)
     dashboard.install(app, handle, settings)
 
     @app.before_serving
@@ -616,11 +633,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
     async def send_batch(name: str) -> Response:
         check_queue_name(name)
         batch = await read_json(BatchIn, required=True)
-        messages = [
-            Outgoing(_entry_payload(index, entry), entry.delay, entry.priority, entry.dedup_id, entry.group)
-            for index, entry in enumerate(batch.messages)
-        ]
-        return json_response({"ids": await handle.ask(Send(name, messages))}, 201)
+        return json_response({"ids": await handle.ask(Send(name, batch_messages(batch)))}, 201)
 
     @app.post("/v1/queues/<name>/receive")
     @openapi.operation(

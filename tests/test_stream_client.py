@@ -1,0 +1,58 @@
+"""The streaming path through the Python client (`wonderq.stream_client`) against real servers: the blocking
+`Stream` over a subprocess, the async one in this trio run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from tests.servers import ServerProcess, server_process, serving
+from wonderq.client import AsyncClient, Client, WonderQClientError
+from wonderq.stream_client import astream, stream
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with server_process() as process:
+        yield process
+
+
+def test_a_blocking_stream_consumes_settles_and_sends(server: ServerProcess) -> None:
+    with Client(server.url) as client:
+        with stream(client, "jobs") as jobs:
+            sent = jobs.send_batch(["a", {"n": 2}, b"\x00"])
+            jobs.subscribe(2, visibility_timeout=30, consumer="s1")
+            first = jobs.messages(wait=5)
+            while len(first) < 2:
+                first += jobs.messages(wait=5)
+            assert [m.id for m in first] == sent[:2]
+            assert [m.body for m in first] == ["a", {"n": 2}]
+            assert jobs.messages(wait=0.5) == []  # the window of 2 is full
+            result = jobs.ack(first[0].receipt)
+            assert (result.acked, result.ok) == ((first[0].receipt,), True)
+            (third,) = jobs.messages(wait=5)
+            assert (third.id, third.body) == (sent[2], b"\x00")
+            assert jobs.extend(third.receipt, 100) > first[1].lease_expires_at
+            jobs.nack(first[1].receipt)
+            (again,) = jobs.messages(wait=5)
+            assert (again.id, again.receive_count) == (sent[1], 2)
+            with pytest.raises(WonderQClientError) as raised:
+                jobs.send_batch([])
+            assert raised.value.code == "invalid_parameter"
+        assert client.get_queue("jobs")["leased"] == 0  # closing gave the held leases back
+
+
+async def test_an_async_stream_under_trio() -> None:
+    async with serving() as url, AsyncClient(url) as client:
+        async with astream(client, "work") as work:
+            ids = await work.send_batch([f"m{i}" for i in range(5)])
+            await work.subscribe(10)
+            got: list[str] = []
+            with trio.fail_after(10):
+                while len(got) < 5:
+                    got += [m.id for m in await work.messages(wait=5)]
+            assert got == ids
+        stats = await client.get_queue("work")
+        assert (stats["ready"], stats["leased"]) == (5, 0)
