@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +58,13 @@ async def test_an_async_stream_under_trio() -> None:
             assert got == ids
         stats = await client.get_queue("work")
         assert (stats["ready"], stats["leased"]) == (5, 0)
+
+
+def test_sigterm_with_an_open_stream_exits_promptly() -> None:
+    with server_process() as process, Client(process.url) as client, stream(client, "held") as held:
+        held.send_batch(["x"])
+        held.subscribe(1)
+        assert len(held.messages(wait=5)) == 1
+        started = time.monotonic()
+        assert process.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - started < 3

@@ -37,6 +37,7 @@ log = logging.getLogger("wonderq.stream")
 
 MAX_CREDIT = 1000  # the largest prefetch window a consumer may ask for
 RELEASE_TIMEOUT = 5.0  # seconds a closing socket gets to hand its leases back
+STOP_CHECK = 0.2  # seconds between looks for a server shutdown while the window is full
 
 
 class _Frame(BaseModel):
@@ -171,12 +172,13 @@ class Connection:
 
     async def consume(self) -> None:
         """Deliver messages while the window has room: long polls of at most MAX_WAIT seconds, over and over.
-        A lease counts against the window until it is settled here or its deadline passes."""
-        while True:
+        A lease counts against the window until it is settled here or its deadline passes. Returns when the
+        server starts shutting down (long polls then answer at once: polling on would only spin)."""
+        while not self.handle.statistics().stopping:
             next_end = self._forget_ended_leases()
             room = self.credit - len(self.held)
-            if room <= 0:
-                with trio.move_on_at(next_end):
+            if room <= 0:  # wait for room: a settle, a lease's end, more credit; or look again for a shutdown
+                with trio.move_on_at(min(next_end, trio.current_time() + STOP_CHECK)):
                     await self.changed.wait()
                 continue
             try:
@@ -222,7 +224,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, entries: En
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_writer, connection)
-                nursery.start_soon(connection.consume)
+                nursery.start_soon(_consume_until_shutdown, connection, nursery.cancel_scope)
                 while True:
                     raw = await websocket.receive()
                     try:
@@ -237,6 +239,12 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, entries: En
                 await connection.release_all()
 
     app.add_websocket("/v1/queues/<name>/stream", "stream", stream)
+
+
+async def _consume_until_shutdown(connection: Connection, socket_scope: trio.CancelScope) -> None:
+    """Consume; once the server shuts down, end the whole socket (its leases are then handed back)."""
+    await connection.consume()
+    socket_scope.cancel()
 
 
 async def _writer(connection: Connection) -> None:
