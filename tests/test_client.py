@@ -244,6 +244,9 @@ async def test_fifo_groups(api: AsyncClient, queue: str) -> None:
     await api.ack(fifo, first[0].id, first[0].receipt)
     assert [m.id for m in await api.receive(fifo, max=10)] == [a2]
     assert [m.group for m in (await api.peek(fifo)).messages] == ["b", "a"]  # b1, a2 (a1 is acked)
+    keyed = await api.send(queue, "once", idempotency_key="key-1")
+    (delivered,) = await api.receive(queue)
+    assert (delivered.id, delivered.dedup_id) == (keyed, "key-1")
 
 
 async def test_bodies_round_trip_by_type(api: AsyncClient, queue: str) -> None:

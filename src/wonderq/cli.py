@@ -191,6 +191,7 @@ def message_json(message: ReceivedMessage) -> dict[str, Any]:
         "attributes": dict(message.attributes),
         "source_queue": message.source_queue,
         "group": message.group,
+        "dedup_id": message.dedup_id,
     }
 
 

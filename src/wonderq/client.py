@@ -89,6 +89,7 @@ class ReceivedMessage:
     attributes: Mapping[str, str] = field(default_factory=dict)
     source_queue: str | None = None  # the queue it was dead-lettered from, when received from a dead-letter queue
     group: str | None = None  # its message group (what orders a FIFO queue)
+    dedup_id: str | None = None  # the idempotency key (dedup id) it was sent with
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class PeekedMessage:
     attributes: Mapping[str, str] = field(default_factory=dict)
     source_queue: str | None = None  # the queue it was dead-lettered from
     group: str | None = None  # its message group
+    dedup_id: str | None = None  # the idempotency key (dedup id) it was sent with
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +300,7 @@ def received_message(item: Mapping[str, Any]) -> ReceivedMessage:
         attributes=item.get("attributes") or {},
         source_queue=item.get("source_queue"),
         group=item.get("group"),
+        dedup_id=item.get("dedup_id"),
     )
 
 
@@ -317,6 +320,7 @@ def peeked_message(item: Mapping[str, Any]) -> PeekedMessage:
         attributes=item.get("attributes") or {},
         source_queue=item.get("source_queue"),
         group=item.get("group"),
+        dedup_id=item.get("dedup_id"),
     )
 
 
