@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+from quart.testing.connections import WebsocketResponseError
 from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 from trio.testing import MockClock
@@ -157,9 +158,15 @@ async def test_an_acked_receipt_from_elsewhere_is_reported_failed(client: Client
 
 
 async def test_a_bad_queue_name_is_refused(client: Client, autojump_clock: MockClock) -> None:
-    with pytest.raises(Exception):  # noqa: B017, PT011 (the test client raises whatever the refusal becomes)
+    refusals: list[WebsocketResponseError] = []
+    try:
         async with client.websocket(queue_path("bad name", "/stream")) as socket:
             await socket.receive()
+    except* WebsocketResponseError as group:
+        refusals += [error for error in group.exceptions if isinstance(error, WebsocketResponseError)]
+    (refused,) = refusals  # the upgrade is refused with API v1's error reply
+    body = json.loads(await refused.response.get_data())
+    assert (refused.response.status_code, body["error"]["code"]) == (400, "invalid_queue_name")
     await check(await client.get("/health"), 200)
 
 

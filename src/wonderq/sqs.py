@@ -889,18 +889,12 @@ class SqsAdapter:
         queue, _ = self._queue_of(caller, params)
         entries = self._entries(params, "DeleteMessageBatchRequestEntry")
         await self._stats(queue)
-        successful, failed = [], []
-        for entry in entries:
-            try:
-                message_id, _ = self._receipt(queue, self._text(entry, "ReceiptHandle", required=True))
-                await self._ask(Delete(queue, message_id))
-            except wire.SqsError as error:
-                if error.code == "QueueDoesNotExist":
-                    raise
-                failed.append(_failure(entry["Id"], error))
-            else:
-                successful.append({"Id": entry["Id"]})
-        return {"Successful": successful, "Failed": failed}
+
+        async def delete(entry: Json) -> None:
+            message_id, _ = self._receipt(queue, self._text(entry, "ReceiptHandle", required=True))
+            await self._ask(Delete(queue, message_id))
+
+        return await _each_entry(entries, delete)
 
     async def change_message_visibility(self, caller: Caller, params: Json) -> Json:
         queue, _ = self._queue_of(caller, params)
@@ -911,17 +905,7 @@ class SqsAdapter:
         queue, _ = self._queue_of(caller, params)
         entries = self._entries(params, "ChangeMessageVisibilityBatchRequestEntry")
         await self._stats(queue)
-        successful, failed = [], []
-        for entry in entries:
-            try:
-                await self._change_visibility(queue, entry)
-            except wire.SqsError as error:
-                if error.code == "QueueDoesNotExist":
-                    raise
-                failed.append(_failure(entry["Id"], error))
-            else:
-                successful.append({"Id": entry["Id"]})
-        return {"Successful": successful, "Failed": failed}
+        return await _each_entry(entries, lambda entry: self._change_visibility(queue, entry))
 
     async def _change_visibility(self, queue: str, params: Json) -> None:
         handle = self._text(params, "ReceiptHandle", required=True)
@@ -1104,6 +1088,22 @@ def _sequence_number(message_id: str) -> str:
 
 def _sequenced(queue: str, message_id: str) -> Json:
     return {"SequenceNumber": _sequence_number(message_id)} if is_fifo(queue) else {}
+
+
+async def _each_entry(entries: Sequence[Json], settle: Callable[[Json], Awaitable[None]]) -> Json:
+    """A settling batch's reply: each entry settled on its own, its failure reported with its Id (a queue that
+    does not exist fails the whole request instead)."""
+    successful, failed = [], []
+    for entry in entries:
+        try:
+            await settle(entry)
+        except wire.SqsError as error:
+            if error.code == "QueueDoesNotExist":
+                raise
+            failed.append(_failure(entry["Id"], error))
+        else:
+            successful.append({"Id": entry["Id"]})
+    return {"Successful": successful, "Failed": failed}
 
 
 def _failure(entry_id: str, error: wire.SqsError) -> Json:
