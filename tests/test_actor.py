@@ -3,6 +3,7 @@ shutdown, and a crash that must stop everything instead of leaving requesters ha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -29,7 +30,7 @@ from wonderq.commands import (
 from wonderq.core import Core
 from wonderq.errors import InvalidParameter, QueueNotFound, ShuttingDown
 from wonderq.ids import TimeOrderedIds
-from wonderq.model import Lease, State
+from wonderq.model import Lease, Outgoing, Payload, State
 from wonderq.ticker import run_ticker
 
 
@@ -123,13 +124,58 @@ async def test_the_ticker_expires_leases_without_any_traffic(autojump_clock: Moc
         nursery.cancel_scope.cancel()
 
 
+class LoggingCore(Core):
+    """A core that records the order of its sweeps and sends, with a small sweep slice."""
+
+    def __init__(self) -> None:
+        super().__init__(limits=make_core().limits, new_id=TimeOrderedIds(), new_token=lambda: "t", sweep_slice=2)
+        self.log: list[str] = []
+
+    def expire(self, *, now: float) -> int:
+        self.log.append("sweep")
+        return super().expire(now=now)
+
+    def send_batch(self, name: str, messages: Sequence[Payload | Outgoing], *, now: float) -> list[str]:
+        self.log.append("send")
+        return super().send_batch(name, messages, now=now)
+
+
+async def test_the_ticker_sweeps_a_slice_per_command_and_sends_run_between_slices(autojump_clock: MockClock) -> None:
+    """Many leases ending at one moment are swept in one tick round, but as many commands, so that a send
+    does not wait for all of them."""
+    core = LoggingCore()
+    async with running_actor(core) as (handle, _), trio.open_nursery() as nursery:
+        for _ in range(5):
+            await handle.ask(Send("q", tuple(text(f"m{n}") for n in range(10))))
+        for _ in range(5):
+            assert len(await handle.ask(Receive("q", max_messages=10, visibility_timeout=5))) == 10
+        await trio.sleep_until(trio.current_time() + 4.95)
+        first_tick = trio.current_time() + 0.1  # after the deadline: one round, 25 slices of 2
+        nursery.start_soon(partial(run_ticker, handle, interval=0.1))
+        core.log.clear()
+
+        async def send_at_the_tick() -> None:
+            await trio.sleep_until(first_tick)
+            for _ in range(20):
+                await handle.ask(Send("other", (text("x"),)))
+
+        nursery.start_soon(send_at_the_tick)
+        await trio.sleep_until(first_tick + 0.05)
+        stats = await handle.ask(GetQueue("q"))
+        assert (stats.ready, stats.leased, stats.expired) == (50, 0, 50)
+        sweeps = [n for n, entry in enumerate(core.log) if entry == "sweep"]
+        assert len(sweeps) >= 25
+        assert "send" in core.log[sweeps[0] : sweeps[-1]]  # sends were answered while the sweep went on
+        nursery.cancel_scope.cancel()
+
+
 async def test_without_the_ticker_expiry_still_holds_on_the_next_call(
     handle: ActorHandle, autojump_clock: MockClock
 ) -> None:
     await handle.ask(Send("q", (text("x"),)))
     (first,) = await handle.ask(Receive("q", visibility_timeout=5))
     await trio.sleep(5)
-    assert await handle.ask(Expire()) == 1
+    assert (await handle.ask(Expire())).ended == 1
     (again,) = await handle.ask(Receive("q"))
     assert again.id == first.id
 

@@ -139,8 +139,17 @@ class ReturnUndelivered(Command[None]):
 
 
 @dataclass(frozen=True, slots=True)
-class Expire(Command[int]):
-    """Release every lease that is due; sent by the ticker."""
+class Swept:
+    """What one sweep did: leases it ended, and whether due transitions are left for another round."""
+
+    ended: int
+    behind: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Expire(Command[Swept]):
+    """Sweep a slice of every queue's due transitions (leases that ended, delays that passed, messages past
+    retention); sent by the ticker, which sends it again at once while the reply says it is behind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +244,6 @@ def execute(core: Core, command: AnyCommand, *, now: float) -> object:
             core.return_undelivered(queue, leases, now=now)
             return None
         case Expire():
-            return core.expire(now=now)
+            return Swept(ended=core.expire(now=now), behind=core.behind(now=now))
         case _:
             assert_never(command)

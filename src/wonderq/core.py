@@ -8,9 +8,13 @@ Rules
 2. A message is in exactly one state: DELAYED (in its queue's delay heap until `visible_at`), READY (in its
    queue's ready heap, keyed by priority then id) or LEASED (with one live receipt and a deadline in its
    queue's deadline heap). Acked and purged messages no longer exist.
-3. A lease is live while `now < deadline_at`. At `now >= deadline_at` it has expired, whether or not `expire`
-   has run yet: every call on a queue first expires that queue's due leases (and those of the queues that
-   name it as their dead-letter queue), so no answer depends on a tick.
+3. A lease is live while `now < deadline_at`. At `now >= deadline_at` it has expired, whether or not it has
+   been swept yet: ack and visibility changes refuse it, and every call on a queue first sweeps that queue's
+   due transitions (leases that ended, delays that passed, messages past retention; also those of the queues
+   that name it as their dead-letter queue), so no answer depends on a tick. A sweep does at most
+   `sweep_slice` transitions of each kind per call, so that 100,000 leases ending at one moment do not stall
+   everything behind one call: the rest wait for the next calls (and the ticker's rounds, each its own
+   command), and until then still count as LEASED in the stats and wait to go out again.
 4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
    the live lease; anything else fails with LeaseLost (or MessageNotFound) and changes nothing.
 5. READY messages are delivered lowest priority first, then lowest id, never more at once than a queue's
@@ -107,6 +111,7 @@ MAX_RECEIVES = 1_000  # the largest max_receives, as SQS's maxReceiveCount
 MAX_ATTRIBUTES = 10  # attributes per message, as in SQS
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 MAX_REDRIVE = 1_000  # messages one redrive call moves; the web layer calls again for more
+SWEEP_SLICE = 1_000  # time-driven transitions of each kind one call makes (about 5 ms of work; rule 3)
 
 IdFactory = Callable[[float], str]
 """Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
@@ -298,9 +303,18 @@ class Core:
     """All queues of one broker. Not thread-safe and not async: exactly one owner calls it."""
 
     def __init__(
-        self, *, limits: Limits, new_id: IdFactory, new_token: TokenFactory, track_changes: bool = False
+        self,
+        *,
+        limits: Limits,
+        new_id: IdFactory,
+        new_token: TokenFactory,
+        track_changes: bool = False,
+        sweep_slice: int = SWEEP_SLICE,
     ) -> None:
+        if sweep_slice < 1:
+            raise ValueError(f"sweep_slice must be at least 1, got {sweep_slice}")
         self.limits = limits
+        self._slice = sweep_slice
         self._new_id = new_id
         self._new_token = new_token
         self._queues: dict[str, _Queue] = {}
@@ -562,6 +576,8 @@ class Core:
         message = queue.messages.get(message_id)
         if message is None or message.state is not State.READY:
             return  # stale entry: the message was purged, moved or dropped
+        if self._too_old(queue, message, now):
+            return
         if queue.attributes.max_receives and message.receive_count >= queue.attributes.max_receives:
             self._dead_letter(queue, message)
             return
@@ -593,7 +609,7 @@ class Core:
             if message_id is None:
                 return False
             message = queue.messages.get(message_id)
-            if message is not None and message.state is State.READY:
+            if message is not None and message.state is State.READY and not self._too_old(queue, message, now):
                 if not (max_receives and message.receive_count >= max_receives):
                     return True
                 self._dead_letter(queue, message)  # its entry goes stale, and is dropped just below
@@ -607,7 +623,7 @@ class Core:
     def ack(self, name: str, message_id: str, receipt: str | None, *, now: float) -> None:
         """Delete a leased message. With `receipt=None` (the classic API) any live lease of it is accepted."""
         queue = self._queue(name, now)
-        message = self._live_lease(queue, message_id, receipt)
+        message = self._live_lease(queue, message_id, receipt, now)
         del queue.messages[message.id]
         queue.unlease(message)
         queue.acked += 1
@@ -641,7 +657,7 @@ class Core:
         at once (nack). Returns the new deadline, or None when released."""
         check_visibility_timeout(visibility_timeout, allow_zero=True)
         queue = self._queue(name, now)
-        message = self._live_lease(queue, message_id, receipt)
+        message = self._live_lease(queue, message_id, receipt, now)
         if visibility_timeout == 0:
             queue.released += 1
             self._end_lease(queue, message)
@@ -655,9 +671,10 @@ class Core:
         """Delete a message in whatever state it is (SQS's DeleteMessage accepts any receipt the message had).
         Returns whether it was there; deleting a message that is gone changes nothing."""
         queue = self._queue(name, now)
-        message = queue.messages.pop(message_id, None)
-        if message is None:
+        message = queue.messages.get(message_id)
+        if message is None or self._too_old(queue, message, now):
             return False
+        del queue.messages[message_id]
         if message.state is State.LEASED:
             queue.unlease(message)
         elif message.state is State.DELAYED:
@@ -733,9 +750,24 @@ class Core:
             yield from sorted(m.id for m in queue.messages.values() if m.state is State.READY)
 
     def expire(self, *, now: float) -> int:
-        """Release every lease whose deadline has come, and make ready every message whose delay has passed,
-        in all queues. Returns how many leases were released."""
+        """Sweep every queue's due transitions, at most a slice of each kind per queue (rule 3): leases that
+        ended, delays that passed, messages past retention. Returns how many leases ended; `behind` tells
+        whether anything due is left for another call."""
         return sum(self._advance(queue, now) for queue in self._queues.values())
+
+    def behind(self, *, now: float) -> bool:
+        """Whether some queue may still have a due transition that no sweep has made yet (the heads of its
+        orders are due; a head may turn out stale, so this can say True once with nothing left to do)."""
+        for queue in self._queues.values():
+            if (queue.deadlines and queue.deadlines[0][0] <= now) or (queue.delayed and queue.delayed[0][0] <= now):
+                return True
+            if queue.moved_in and queue.moved_in[0][0] + queue.attributes.retention <= now:
+                return True
+            if queue.arrivals:
+                oldest = queue.messages.get(queue.arrivals[0])
+                if oldest is None or oldest.sent_at + queue.attributes.retention <= now:
+                    return True
+        return False
 
     # ---- looking without touching -------------------------------------------------------------------
 
@@ -921,15 +953,26 @@ class Core:
         if new is not None:
             self._feeders.setdefault(new, set()).add(name)
 
-    def _live_lease(self, queue: _Queue, message_id: str, receipt: str | None) -> _Message:
+    def _live_lease(self, queue: _Queue, message_id: str, receipt: str | None, now: float) -> _Message:
         message = queue.messages.get(message_id)
-        if message is None:
+        if message is None or self._too_old(queue, message, now):
             raise MessageNotFound(f"message {message_id[:100]!r} is not in queue {queue.name!r}")
+        if message.state is State.LEASED and message.deadline_at is not None and message.deadline_at <= now:
+            # Due but not swept yet (rule 3): it ends here, as the sweep would have ended it.
+            queue.expired += 1
+            self._end_lease(queue, message)
         if message.state is not State.LEASED:
             raise LeaseLost(f"message {message.id!r} is not leased (its lease expired or was released)")
         if receipt is not None and message.receipt != receipt:
             raise LeaseLost(f"the receipt is not the live lease of message {message.id!r}")
         return message
+
+    def _too_old(self, queue: _Queue, message: _Message, now: float) -> bool:
+        """Drop the message if it is past its queue's retention but not swept yet (rule 7); return whether."""
+        if message.sent_at + queue.attributes.retention > now:
+            return False
+        self._drop(queue, message)
+        return True
 
     def _room_in_flight(self, queue: _Queue) -> int:
         """How many more messages this queue may lease now (without a limit: max_batch, as many as any receive
@@ -962,8 +1005,9 @@ class Core:
             self._dirty_queues.add(queue.name)
 
     def _advance(self, queue: _Queue, now: float) -> int:
-        """Apply every time-driven transition that is due: delays that passed, then leases that ended.
-        Returns how many leases ended."""
+        """Apply the time-driven transitions that are due, at most a slice of each kind (rule 3): messages past
+        retention, dedup ids past their window, delays that passed, then leases that ended. Stale entries do
+        not count toward a slice. Returns how many leases ended."""
         self._drop_old(queue, now)
         window = queue.dedup_order
         while window and window[0][0] <= now:
@@ -973,11 +1017,13 @@ class Core:
                 if self._track:
                     self._dirty_dedup[queue.name, dedup_id] = None
         delayed = queue.delayed
-        while delayed and delayed[0][0] <= now:
+        woken = 0
+        while delayed and delayed[0][0] <= now and woken < self._slice:
             visible_at, message_id = heapq.heappop(delayed)
             message = queue.messages.get(message_id)
             if message is None or message.state is not State.DELAYED or message.visible_at != visible_at:
                 continue  # stale: purged since
+            woken += 1
             message.state = State.READY
             message.visible_at = None
             queue.delayed_count -= 1
@@ -985,7 +1031,7 @@ class Core:
             self._touch(queue, message)
         expired = 0
         deadlines = queue.deadlines
-        while deadlines and deadlines[0][0] <= now:
+        while deadlines and deadlines[0][0] <= now and expired < self._slice:
             deadline_at, message_id, receipt = heapq.heappop(deadlines)
             message = queue.messages.get(message_id)
             if message is None or message.receipt != receipt or message.deadline_at != deadline_at:
@@ -1032,18 +1078,22 @@ class Core:
         retention = queue.attributes.retention
         messages = queue.messages
         arrivals = queue.arrivals
-        while arrivals:
+        dropped = 0
+        while arrivals and dropped < self._slice:
             message = messages.get(arrivals[0])
             if message is not None and message.sent_at + retention > now:
                 break  # the oldest message sent here is young enough: so are the rest
             arrivals.popleft()  # a stale entry (acked, moved away) or a message to drop
             if message is not None:
                 self._drop(queue, message)
+                dropped += 1
         moved_in = queue.moved_in
-        while moved_in and moved_in[0][0] + retention <= now:
+        dropped = 0
+        while moved_in and moved_in[0][0] + retention <= now and dropped < self._slice:
             message = messages.get(heapq.heappop(moved_in)[1])
             if message is not None:
                 self._drop(queue, message)
+                dropped += 1
         if len(arrivals) + len(moved_in) > 2 * len(messages) + 1024:
             # Mostly stale entries (acks out of send order): rebuild, so memory follows the queue's size.
             queue.arrivals = deque(sorted(messages))  # ids sort in send order

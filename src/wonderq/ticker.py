@@ -1,5 +1,5 @@
-"""The periodic tasks: the ticker that asks the actor to expire due leases every `interval` seconds, and the
-compactor that asks it to give the journal's free space back.
+"""The periodic tasks: the ticker that asks the actor to sweep due leases (and delays and retention) every
+`interval` seconds, and the compactor that asks it to give the journal's free space back.
 
 They only make things prompt (expiry, and long polls waiting for an expired message) or small (the disk);
 receives and acks check deadlines themselves, so correctness never depends on them. A storage error in one
@@ -9,11 +9,12 @@ round is logged and the next round tries again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from wonderq.actor import ActorHandle
-from wonderq.commands import Command, Compact, Expire
+from wonderq.commands import Compact, Expire
 from wonderq.errors import WonderQError
 
 log = logging.getLogger("wonderq.ticker")
@@ -22,17 +23,27 @@ log = logging.getLogger("wonderq.ticker")
 async def run_ticker(
     handle: ActorHandle, *, interval: float, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    await _every(interval, handle, Expire(), task_status)
+    async def sweep() -> None:
+        # The core sweeps a slice per command, so that 100,000 leases ending at once do not hold up every
+        # other command behind one long step: while it is behind, ask again at once. Each ask queues behind
+        # whatever arrived meanwhile, so sends and receives run between the slices.
+        while (await handle.ask(Expire())).behind:
+            pass
+
+    await _every(interval, "Expire", sweep, task_status)
 
 
 async def run_compactor(
     handle: ActorHandle, *, interval: float, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    await _every(interval, handle, Compact(), task_status)
+    async def compact() -> None:
+        await handle.ask(Compact())
+
+    await _every(interval, "Compact", compact, task_status)
 
 
 async def _every(
-    interval: float, handle: ActorHandle, command: Command[object], task_status: trio.TaskStatus[None]
+    interval: float, name: str, round_: Callable[[], Awaitable[None]], task_status: trio.TaskStatus[None]
 ) -> None:
     task_status.started()
     next_at = trio.current_time()
@@ -41,6 +52,6 @@ async def _every(
         next_at = max(next_at + interval, trio.current_time())
         await trio.sleep_until(next_at)
         try:
-            await handle.ask(command)
+            await round_()
         except WonderQError as error:
-            log.warning("%s failed: %s", type(command).__name__, error.message)
+            log.warning("%s failed: %s", name, error.message)
