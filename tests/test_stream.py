@@ -14,7 +14,7 @@ from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 from trio.testing import MockClock
 
-from tests.test_http import check, peek, put_queue, queue_path, receive, send_texts, wall_now
+from tests.test_http import check, peek, put_queue, queue_path, receive, send_texts, stats, wall_now
 
 PATH = "/v1/queues/q/stream"
 
@@ -105,6 +105,36 @@ async def test_closing_the_socket_gives_its_leases_back_at_once(client: Client, 
     await trio.sleep(0.1)
     again = await receive(client, max=10)
     assert [(m["id"], m["receive_count"]) for m in again] == [(m["id"], 2) for m in held]
+
+
+async def test_unsubscribe_gives_every_lease_back_before_it_answers(client: Client, autojump_clock: MockClock) -> None:
+    ids = await send_texts(client, 5)
+    async with client.websocket(PATH) as socket:
+        await ask(socket, op="subscribe", credit=3, visibility_timeout=3600)
+        await messages(socket, 3)
+        await ask(socket, op="unsubscribe")
+        assert await frame(socket) == {"op": "unsubscribed", "released": 3}
+        assert (await stats(client))["ready"] == 5  # at the reply, with no wait: the queue has them back
+        await send_texts(client, 1)
+        with trio.move_on_after(30):  # no more pushes after an unsubscribe
+            await frame(socket)
+            pytest.fail("a message was pushed after the unsubscribe")
+        await ask(socket, op="subscribe", credit=10)  # subscribing again starts over
+        assert [m["id"] for m in await messages(socket, 6)][:5] == ids
+
+
+async def test_unsubscribe_while_a_long_poll_waits_leaves_the_next_message_in_the_queue(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    await put_queue(client)
+    async with client.websocket(PATH) as socket:
+        await ask(socket, op="subscribe", credit=10)
+        await trio.sleep(1)  # the socket's long poll is parked in the actor
+        await ask(socket, op="unsubscribe")
+        assert await frame(socket) == {"op": "unsubscribed", "released": 0}
+        await send_texts(client, 1)
+        await trio.sleep(1)
+        assert ((await stats(client))["ready"], (await stats(client))["leased"]) == (1, 0)
 
 
 async def test_streamed_sends_get_their_ids_in_order(client: Client, autojump_clock: MockClock) -> None:

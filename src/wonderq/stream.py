@@ -4,8 +4,8 @@ pushed up to a prefetch window (credit) and settles them, and a producer sends a
 Each frame is one JSON object with an `op`; docs/api.md lists them. This module owns the frames and the
 socket's bookkeeping (its credit, and the leases it delivered and not yet settled); every queue rule is the
 core's, reached through the same actor commands as API v1. A lease delivered here obeys API v1's rules, plus
-one: when the socket closes, every lease it holds is released at once (the messages go back to the queue)
-instead of waiting for its deadline.
+one: when the socket closes (or the client unsubscribes), every lease it holds is released at once (the
+messages go back to the queue) instead of waiting for its deadline.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from quart_trio import QuartTrio
 
 from wonderq import openapi
 from wonderq.actor import ActorHandle
-from wonderq.commands import MAX_WAIT, AckBatch, ChangeVisibility, Receive, Send
+from wonderq.commands import MAX_WAIT, AckBatch, ChangeVisibility, GetQueue, Receive, Send
 from wonderq.config import Settings
 from wonderq.core import check_queue_name, split_receipt
 from wonderq.errors import WonderQError
@@ -73,6 +73,10 @@ class ExtendFrame(_Frame):
     visibility_timeout: float
 
 
+class Unsubscribe(_Frame):
+    op: str = "unsubscribe"
+
+
 class SendFrame(_Frame):
     op: str = "send"
     messages: list[dict[str, Any]]  # batch entries, as POST /v1/queues/{name}/messages/batch takes them
@@ -86,6 +90,7 @@ FRAMES: dict[str, type[_Frame]] = {
     "nack": NackFrame,
     "extend": ExtendFrame,
     "send": SendFrame,
+    "unsubscribe": Unsubscribe,
 }
 
 
@@ -113,6 +118,7 @@ class Connection:
         # receipt -> (message id, lease deadline in epoch seconds) of the leases delivered here and not settled
         self.held: dict[str, tuple[str, float]] = {}
         self.changed = trio.Event()  # set when credit grows or a lease is settled
+        self.receiving: trio.CancelScope | None = None  # around the long poll in flight, if any
         self.outbox_send, self.outbox = trio.open_memory_channel[bytes](100)
 
     def wake(self) -> None:
@@ -159,6 +165,21 @@ class Connection:
         elif isinstance(frame, SendFrame):
             ids = await self.handle.ask(Send(self.queue, self.entries(frame.messages)))
             await self.send({"op": "sent", "ids": ids, "ref": frame.ref})
+        elif isinstance(frame, Unsubscribe):
+            await self.send({"op": "unsubscribed", "released": await self.unsubscribe()})
+
+    async def unsubscribe(self) -> int:
+        """Stop delivering and give back every lease this socket holds; returns how many. When it returns, the
+        queue has them back: a client that closes after the reply leaves nothing leased behind."""
+        self.credit = 0
+        if self.receiving is not None:
+            self.receiving.cancel()  # the actor puts back whatever the cancelled long poll was about to take
+            with contextlib.suppress(WonderQError):
+                # A round trip queued behind that put-back, so that the reply comes after it.
+                await self.handle.ask(GetQueue(self.queue))
+        released = len(self.held)
+        await self.release_all()
+        return released
 
     def _forget_ended_leases(self) -> float:
         """Stop counting leases whose deadline has passed (their messages are back in the queue); returns the
@@ -181,20 +202,24 @@ class Connection:
                 with trio.move_on_at(min(next_end, trio.current_time() + STOP_CHECK)):
                     await self.changed.wait()
                 continue
+            leases: list[Lease] = []
             try:
-                leases = await self.handle.ask(
-                    Receive(
-                        self.queue,
-                        max_messages=min(room, self.max_batch),
-                        visibility_timeout=self.visibility_timeout,
-                        wait=MAX_WAIT,
-                        consumer=self.consumer,
+                with trio.CancelScope() as self.receiving:  # cancelled by an unsubscribe
+                    leases = await self.handle.ask(
+                        Receive(
+                            self.queue,
+                            max_messages=min(room, self.max_batch),
+                            visibility_timeout=self.visibility_timeout,
+                            wait=MAX_WAIT,
+                            consumer=self.consumer,
+                        )
                     )
-                )
             except WonderQError as error:  # no such queue (yet), a bad visibility timeout, ...: say so, stop
                 self.credit = 0
                 await self.send({"op": "error", "code": error.code, "message": error.message})
                 continue
+            finally:
+                self.receiving = None
             if leases:
                 for lease in leases:
                     self.held[lease.receipt] = (lease.id, lease.lease_expires_at)

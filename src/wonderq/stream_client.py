@@ -12,6 +12,7 @@ WonderQClientError). Open one with `stream(client, queue)` or `astream(async_cli
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,7 +20,15 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, asyn
 from typing import Any
 
 import orjson
-from httpx_ws import AsyncWebSocketSession, WebSocketSession, aconnect_ws, connect_ws
+from httpx_ws import (
+    AsyncWebSocketSession,
+    WebSocketDisconnect,
+    WebSocketNetworkError,
+    WebSocketSession,
+    aconnect_ws,
+    connect_ws,
+)
+from wsproto.utilities import LocalProtocolError
 
 from wonderq.client import (
     AckFailure,
@@ -34,6 +43,7 @@ from wonderq.client import (
 )
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # the largest frame the client takes (a full window of large messages)
+CLOSED = (WebSocketDisconnect, WebSocketNetworkError, LocalProtocolError)  # a socket the server has closed
 
 
 class Frames:
@@ -41,7 +51,14 @@ class Frames:
 
     def __init__(self) -> None:
         self.delivered: deque[ReceivedMessage] = deque()  # pushed messages not yet handed to the caller
+        self.subscribed = False
         self._refs = 0
+
+    def unsubscribed(self, frame: dict[str, Any]) -> int:
+        """The server gave back every lease of this socket: what was pushed and not handed out is gone."""
+        self.subscribed = False
+        self.delivered.clear()
+        return int(frame["released"])
 
     @staticmethod
     def subscribe(credit: int, visibility_timeout: float | None, consumer: str | None) -> str:
@@ -51,6 +68,10 @@ class Frames:
         if consumer is not None:
             frame["consumer"] = consumer
         return orjson.dumps(frame).decode()
+
+    @staticmethod
+    def unsubscribe() -> str:
+        return orjson.dumps({"op": "unsubscribe"}).decode()
 
     @staticmethod
     def credit(credit: int) -> str:
@@ -97,8 +118,9 @@ class Frames:
 
 class Stream:
     """A blocking stream on one queue. Subscribe to have messages pushed (up to `credit` unsettled at once),
-    settle them with `ack`, `nack` or `extend`, and send with `send_batch`. Closing it (leaving the `with`)
-    gives the leases it still holds back to the queue at once."""
+    settle them with `ack`, `nack` or `extend`, and send with `send_batch`. `unsubscribe` stops the pushes and
+    gives back every lease not settled; leaving the `with` does that first (unless an exception is leaving
+    it: then closing the socket does it on the server's side, a moment later)."""
 
     def __init__(self, socket: WebSocketSession) -> None:
         self._socket = socket
@@ -106,6 +128,17 @@ class Stream:
 
     def subscribe(self, credit: int, *, visibility_timeout: float | None = None, consumer: str | None = None) -> None:
         self._socket.send_text(Frames.subscribe(credit, visibility_timeout, consumer))
+        self._frames.subscribed = True
+
+    def unsubscribe(self) -> int:
+        """Stop the pushes and give back every lease this stream holds; returns how many went back. Once it
+        returns the queue has them: nothing is left leased behind."""
+        self._socket.send_text(Frames.unsubscribe())
+        return self._frames.unsubscribed(self._reply("unsubscribed"))
+
+    @property
+    def subscribed(self) -> bool:
+        return self._frames.subscribed
 
     def set_credit(self, credit: int) -> None:
         self._socket.send_text(Frames.credit(credit))
@@ -159,6 +192,15 @@ class AsyncStream:
         self, credit: int, *, visibility_timeout: float | None = None, consumer: str | None = None
     ) -> None:
         await self._socket.send_text(Frames.subscribe(credit, visibility_timeout, consumer))
+        self._frames.subscribed = True
+
+    async def unsubscribe(self) -> int:
+        await self._socket.send_text(Frames.unsubscribe())
+        return self._frames.unsubscribed(await self._reply("unsubscribed"))
+
+    @property
+    def subscribed(self) -> bool:
+        return self._frames.subscribed
 
     async def set_credit(self, credit: int) -> None:
         await self._socket.send_text(Frames.credit(credit))
@@ -205,7 +247,11 @@ def stream(client: Client, queue_name: str) -> Iterator[Stream]:
         queue_path(queue_name, "stream"), client.http, max_message_size_bytes=MAX_FRAME_BYTES
     )
     with opened as socket:
-        yield Stream(socket)
+        opened_stream = Stream(socket)
+        yield opened_stream
+        if opened_stream.subscribed:  # not on an exception: the socket may be what failed
+            with contextlib.suppress(*CLOSED):  # the server closed it (shutting down): it gave them back itself
+                opened_stream.unsubscribe()
 
 
 @asynccontextmanager
@@ -215,4 +261,8 @@ async def astream(client: AsyncClient, queue_name: str) -> AsyncIterator[AsyncSt
         queue_path(queue_name, "stream"), client.http, max_message_size_bytes=MAX_FRAME_BYTES
     )
     async with opened as socket:
-        yield AsyncStream(socket)
+        opened_stream = AsyncStream(socket)
+        yield opened_stream
+        if opened_stream.subscribed:  # not on an exception: the socket may be what failed
+            with contextlib.suppress(*CLOSED):  # the server closed it (shutting down): it gave them back itself
+                await opened_stream.unsubscribe()
