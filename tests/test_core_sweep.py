@@ -36,7 +36,7 @@ def leased(core: Core, count: int, *, timeout: float = 10, queue: str = "q") -> 
 
 
 def test_the_default_slice_and_a_bad_one() -> None:
-    assert SWEEP_SLICE == 1_000
+    assert SWEEP_SLICE == 250
     with pytest.raises(ValueError, match="sweep_slice"):
         sliced_core(0)
 

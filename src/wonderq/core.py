@@ -111,7 +111,7 @@ MAX_RECEIVES = 1_000  # the largest max_receives, as SQS's maxReceiveCount
 MAX_ATTRIBUTES = 10  # attributes per message, as in SQS
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 MAX_REDRIVE = 1_000  # messages one redrive call moves; the web layer calls again for more
-SWEEP_SLICE = 1_000  # time-driven transitions of each kind one call makes (about 5 ms of work; rule 3)
+SWEEP_SLICE = 250  # time-driven transitions of each kind one call makes (about 2 ms of work; rule 3)
 
 IdFactory = Callable[[float], str]
 """Returns a new message id for a message sent at `now`; ids must increase (as strings) with every call."""
