@@ -229,7 +229,7 @@ class _Message:
     ) -> None:
         self.id = id
         self.data = payload.data
-        self.content_type = sys.intern(payload.content_type)  # one string per content type
+        self.content_type = sys.intern(str(payload.content_type))  # one string per content type (str: exactly)
         self.sent_at = sent_at
         self.state = State.READY
         self._rare = _DEFAULTS
@@ -247,7 +247,7 @@ class _Message:
             rare.receive_count = receive_count
             rare.first_received_at = first_received_at
             rare.source_queue = source_queue
-            rare.group = None if group is None else sys.intern(group)
+            rare.group = None if group is None else sys.intern(str(group))
             rare.dedup_id = dedup_id
             rare.attributes = payload.attributes
 
