@@ -736,3 +736,21 @@ def test_a_queue_message_size_limit_at_both_sides() -> None:
     with pytest.raises(InvalidParameter, match="max_message_bytes"):
         core.put_queue("q", visibility_timeout=None, max_message_bytes=101, now=T0)
     assert core.queue_stats("q", now=T0).attributes.max_message_bytes == 10
+
+
+def test_a_plain_ready_message_keeps_no_rare_fields_and_the_shared_defaults_stay_unwritten() -> None:
+    from wonderq.core import _DEFAULTS, _Rare
+
+    core = make_core()
+    plain, fancy = core.send_batch("q", [text("a"), Outgoing(text("b"), priority=3, dedup_id="d")], now=T0)
+    messages = core._queues["q"].messages
+    assert messages[plain]._rare is _DEFAULTS  # nothing of its own beyond the slots of every message
+    assert messages[fancy]._rare is not _DEFAULTS
+    messages[plain].receipt = None  # a default written: still nothing of its own
+    assert messages[plain]._rare is _DEFAULTS
+    core.receive("q", max_messages=2, visibility_timeout=5.0, consumer="c", now=T0)
+    core.expire(now=T0 + 5)
+    (view, *_) = core.peek("q", state=None, limit=10, after=None, now=T0 + 5).messages
+    assert (view.id, view.receive_count, view.consumer, view.payload) == (plain, 1, None, text("a"))
+    pristine = _Rare()
+    assert all(getattr(_DEFAULTS, name) == getattr(pristine, name) for name in _Rare.__slots__)

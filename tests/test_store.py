@@ -404,3 +404,13 @@ def test_dedup_ids_survive_a_restart_and_expire_from_the_store(store: SqliteStor
     assert changes.dedup_expired == (("q", "k"),)
     store.commit(changes)
     assert store.load().dedup == ()
+
+
+def test_loaded_messages_sent_at_one_time_share_one_float(store: SqliteStore) -> None:
+    core = journaled_core()
+    core.send_batch("q", [text("a"), text("b")], now=T0 + 0.5)
+    core.send("q", text("c"), now=T0 + 1.5)
+    store.commit(core.drain_changes())
+    a, b, c = store.load().messages
+    assert a.sent_at is b.sent_at  # as the two sends of one batch held it before the restart
+    assert (b.sent_at, c.sent_at) == (T0 + 0.5, T0 + 1.5)

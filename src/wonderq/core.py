@@ -49,9 +49,11 @@ from __future__ import annotations
 
 import heapq
 import re
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar, overload
 
 from wonderq.errors import (
     BatchTooLarge,
@@ -119,6 +121,8 @@ IdFactory = Callable[[float], str]
 TokenFactory = Callable[[], str]
 """Returns a new unguessable receipt token (no dots)."""
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -127,22 +131,134 @@ class Limits:
     default_visibility_timeout: float  # seconds
 
 
-@dataclass(slots=True)
+class _RareField(Generic[T]):
+    """A field of `_Message` that most messages leave at its default: it lives in the message's `_Rare` object,
+    made when the first such field is set to something else, so that a plain READY message stays small."""
+
+    __slots__ = ("default", "name")
+
+    def __init__(self, default: T) -> None:
+        self.default = default
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, message: None, owner: type) -> _RareField[T]: ...
+
+    @overload
+    def __get__(self, message: _Message, owner: type | None = None) -> T: ...
+
+    def __get__(self, message: _Message | None, owner: type | None = None) -> T | _RareField[T]:
+        if message is None:
+            return self
+        value: T = getattr(message._rare, self.name)
+        return value
+
+    def __set__(self, message: _Message, value: T) -> None:
+        rare = message._rare
+        if rare is _DEFAULTS:
+            if value == self.default:
+                return
+            rare = message._rare = _Rare()
+        setattr(rare, self.name, value)
+
+
+class _Rare:
+    """The fields of a message that are set on few messages: a priority, a delay, deliveries and the lease,
+    a dead-letter source, a group, a dedup id, attributes."""
+
+    __slots__ = (
+        "attributes",
+        "consumer",
+        "deadline_at",
+        "dedup_id",
+        "first_received_at",
+        "group",
+        "priority",
+        "receipt",
+        "receive_count",
+        "source_queue",
+        "visible_at",
+    )
+
+    def __init__(self) -> None:
+        self.priority = 0
+        self.visible_at: float | None = None
+        self.receive_count = 0
+        self.first_received_at: float | None = None
+        self.receipt: str | None = None
+        self.deadline_at: float | None = None
+        self.consumer: str | None = None
+        self.source_queue: str | None = None
+        self.group: str | None = None
+        self.dedup_id: str | None = None
+        self.attributes: Attributes = NO_ATTRIBUTES
+
+
+_DEFAULTS = _Rare()  # shared by every message with no rare field set; never written to
+
+
 class _Message:
-    id: str
-    payload: Payload
-    sent_at: float
-    priority: int = 0
-    state: State = State.READY
-    visible_at: float | None = None
-    receive_count: int = 0
-    first_received_at: float | None = None
-    receipt: str | None = None
-    deadline_at: float | None = None
-    consumer: str | None = None
-    source_queue: str | None = None  # set while it is in a dead-letter queue
-    group: str | None = None  # its message group ("" at least, in a FIFO queue)
-    dedup_id: str | None = None  # the dedup id it was sent with
+    """A message. Every message has the fields in `__slots__`; the others are `_RareField`s, read and written
+    like plain attributes but kept in a `_Rare` object that only messages setting one of them have (memory per
+    message: docs/performance.md). The payload is kept as its parts, and `payload` puts them together."""
+
+    __slots__ = ("_rare", "content_type", "data", "id", "sent_at", "state")
+
+    priority = _RareField(0)
+    visible_at: _RareField[float | None] = _RareField(None)
+    receive_count = _RareField(0)
+    first_received_at: _RareField[float | None] = _RareField(None)
+    receipt: _RareField[str | None] = _RareField(None)
+    deadline_at: _RareField[float | None] = _RareField(None)
+    consumer: _RareField[str | None] = _RareField(None)
+    source_queue: _RareField[str | None] = _RareField(None)  # set while it is in a dead-letter queue
+    group: _RareField[str | None] = _RareField(None)  # its message group ("" at least, in a FIFO queue)
+    dedup_id: _RareField[str | None] = _RareField(None)  # the dedup id it was sent with
+    attributes: _RareField[Attributes] = _RareField(NO_ATTRIBUTES)
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        payload: Payload,
+        sent_at: float,
+        priority: int = 0,
+        receive_count: int = 0,
+        first_received_at: float | None = None,
+        source_queue: str | None = None,
+        group: str | None = None,
+        dedup_id: str | None = None,
+    ) -> None:
+        self.id = id
+        self.data = payload.data
+        self.content_type = sys.intern(str(payload.content_type))  # one string per content type (str: exactly)
+        self.sent_at = sent_at
+        self.state = State.READY
+        self._rare = _DEFAULTS
+        if (
+            priority
+            or receive_count
+            or payload.attributes
+            or first_received_at is not None
+            or source_queue is not None
+            or group is not None
+            or dedup_id is not None
+        ):
+            rare = self._rare = _Rare()
+            rare.priority = priority
+            rare.receive_count = receive_count
+            rare.first_received_at = first_received_at
+            rare.source_queue = source_queue
+            rare.group = None if group is None else sys.intern(str(group))
+            rare.dedup_id = dedup_id
+            rare.attributes = payload.attributes
+
+    @property
+    def payload(self) -> Payload:
+        return Payload(self.data, self.content_type, self.attributes)
 
 
 @dataclass(slots=True)
@@ -1159,21 +1275,22 @@ def _merge(old: tuple[tuple[str, str], ...], changes: Mapping[str, str | None]) 
 
 
 def _record(queue: str, message: _Message) -> MessageRecord:
+    rare = message._rare  # read directly: faster than through the _RareFields
     return MessageRecord(
         id=message.id,
         queue=queue,
-        payload=message.payload,
-        priority=message.priority,
+        payload=Payload(message.data, message.content_type, rare.attributes),
+        priority=rare.priority,
         sent_at=message.sent_at,
-        visible_at=message.visible_at,
-        receive_count=message.receive_count,
-        first_received_at=message.first_received_at,
-        receipt=message.receipt,
-        deadline_at=message.deadline_at,
-        consumer=message.consumer,
-        source_queue=message.source_queue,
-        group=message.group,
-        dedup_id=message.dedup_id,
+        visible_at=rare.visible_at,
+        receive_count=rare.receive_count,
+        first_received_at=rare.first_received_at,
+        receipt=rare.receipt,
+        deadline_at=rare.deadline_at,
+        consumer=rare.consumer,
+        source_queue=rare.source_queue,
+        group=rare.group,
+        dedup_id=rare.dedup_id,
     )
 
 
@@ -1201,20 +1318,21 @@ def _queue_record(queue: _Queue) -> QueueRecord:
 
 
 def _lease(message: _Message) -> Lease:
-    assert message.receipt is not None
-    assert message.deadline_at is not None
-    assert message.first_received_at is not None
+    rare = message._rare  # read directly: faster than through the _RareFields
+    assert rare.receipt is not None
+    assert rare.deadline_at is not None
+    assert rare.first_received_at is not None
     return Lease(
         id=message.id,
-        receipt=message.receipt,
-        payload=message.payload,
-        priority=message.priority,
-        receive_count=message.receive_count,
+        receipt=rare.receipt,
+        payload=Payload(message.data, message.content_type, rare.attributes),
+        priority=rare.priority,
+        receive_count=rare.receive_count,
         sent_at=message.sent_at,
-        first_received_at=message.first_received_at,
-        lease_expires_at=message.deadline_at,
-        consumer=message.consumer,
-        source_queue=message.source_queue,
-        group=message.group,
-        dedup_id=message.dedup_id,
+        first_received_at=rare.first_received_at,
+        lease_expires_at=rare.deadline_at,
+        consumer=rare.consumer,
+        source_queue=rare.source_queue,
+        group=rare.group,
+        dedup_id=rare.dedup_id,
     )

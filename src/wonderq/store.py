@@ -222,6 +222,7 @@ class SqliteStore:
     def _messages(self) -> Iterator[MessageRecord]:
         media_types: dict[str, str] = {}  # one string per content type, not one per message
         groups: dict[str, str] = {}  # one string per message group, likewise
+        sent: float = 0.0  # the previous row's send time: one float for a batch's messages, as before the restart
         rows = self._db.execute(f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY id")
         for (
             number,
@@ -250,7 +251,7 @@ class SqliteStore:
                     NO_ATTRIBUTES if attributes is None else _load_attributes(attributes),
                 ),
                 priority,
-                sent_at,
+                sent if sent_at == sent else (sent := sent_at),
                 visible_at,
                 receive_count,
                 first_received_at,
