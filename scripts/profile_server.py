@@ -8,7 +8,8 @@ producer and one consumer thread for `cycle`), and runs `py-spy record --format 
 for the length of the workload. Usage:
 
     .venv/bin/python scripts/profile_server.py WORKLOAD [--mode memory|durable] [--seconds 15] [--idle]
-        [--batch 100] [--raw out.txt] [--top 30]
+        [--batch 100] [--raw out.txt] [--top 10] [--no-profile]
+    .venv/bin/python scripts/profile_server.py bare --summarize out.txt   # the summary of an earlier --raw
 
 WORKLOAD is one of: bare (GET /ping on scripts/bench_bare_app.py), send, receive, ack (single requests, one at
 a time), cycle (send batch / receive max / ack batch by one producer/consumer pair).
@@ -50,6 +51,10 @@ def frame_name(frame: str) -> str:
     return f"{path}:{found.group('function')}"
 
 
+# WonderQ's own code (but the entry points every stack starts in), and the logging and metrics it adds per request
+FOCUS = re.compile(r"^(wonderq/(?!__main__|cli\.py|server\.py)|logging/|prometheus_client/)")
+
+
 def summarize(raw: str, top: int) -> str:
     own: collections.Counter[str] = collections.Counter()
     cumulative: collections.Counter[str] = collections.Counter()
@@ -70,9 +75,14 @@ def summarize(raw: str, top: int) -> str:
         for name in set(frames):
             cumulative[name] += count
     lines = [f"{total} samples at work ({idle} more in {IDLE}, left out)"]
-    for title, counter in (("own time", own), ("cumulative time", cumulative)):
-        lines.append(f"-- top {top} by {title} (% of the samples at work)")
-        lines += [f"{100 * n / total:5.1f}%  {name}" for name, n in counter.most_common(top)]
+    focus = collections.Counter({name: n for name, n in cumulative.items() if FOCUS.match(name)})
+    for title, counter, count in (
+        ("own time", own, top),
+        ("cumulative time", cumulative, top),
+        ("cumulative time, WonderQ's code, logging and metrics only", focus, top),
+    ):
+        lines.append(f"-- top {count} by {title} (% of the samples at work)")
+        lines += [f"{100 * n / total:5.1f}%  {name}" for name, n in counter.most_common(count)]
     return "\n".join(lines)
 
 
@@ -177,9 +187,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second (default 250)")
     parser.add_argument("--idle", action="store_true", help="also count threads waiting (wall time, not CPU)")
     parser.add_argument("--raw", help="keep py-spy's collapsed stacks in this file")
-    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--top", type=int, default=10, help="functions in each list (default 10)")
     parser.add_argument("--no-profile", action="store_true", help="only measure: rate and server CPU per unit")
+    parser.add_argument("--summarize", metavar="RAW", help="only print the summary of an earlier --raw file")
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(Path(args.summarize).read_text(), args.top))
+        return
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     with tempfile.TemporaryDirectory(prefix="wonderq-profile-") as work:
         workdir = Path(work)
