@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,8 @@ from trio.testing import MockClock
 
 from tests.servers import server_process
 from tests.test_http import TEXT, check, queue_path, receive, send_texts
-from wonderq.logs import JsonFormatter, configure
+from wonderq.logs import TEXT_FORMAT, JsonFormatter, TextFormatter, configure
+from wonderq.metrics import Metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -158,3 +160,29 @@ def test_serve_logs_json_lines_when_told_to(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.0005, 1_700_000_000.999, 1_700_000_001.25])
+def test_the_formatters_cache_the_second_but_write_each_records_time(created: float) -> None:
+    text, as_json = TextFormatter(), JsonFormatter()
+    for offset in (0.0, 0.001, 1.0, 0.0):  # the same second again, the next one, and back to the first
+        record = logging.LogRecord("wonderq.access", logging.INFO, __file__, 1, "GET %s", ("/health",), None)
+        record.created = created + offset
+        record.msecs = float(int((record.created - int(record.created)) * 1000))
+        assert text.format(record) == logging.Formatter(TEXT_FORMAT).format(record)
+        expected = datetime.fromtimestamp(int(record.created), UTC).replace(microsecond=int(record.msecs) * 1000)
+        assert json.loads(as_json.format(record))["time"] == expected.isoformat(timespec="milliseconds")
+
+
+def test_metrics_reuse_one_child_per_label_values() -> None:
+    metrics = Metrics()
+    for seconds in (0.001, 0.002):
+        metrics.observe_request("GET", "/health", 200, seconds)
+        metrics.observe_command("Send", seconds)
+    metrics.observe_request("GET", "/health", 500, 0.003)
+    found = samples(metrics.render([], backlog=0, parked=0).decode())
+    name = "wonderq_http_request_duration_seconds_count"
+    assert value(found, name, method="GET", route="/health", status="200") == 2
+    assert value(found, name, method="GET", route="/health", status="500") == 1
+    assert value(found, "wonderq_actor_command_duration_seconds_count", command="Send") == 2
+    assert value(found, "wonderq_actor_command_duration_seconds_sum", command="Send") == pytest.approx(0.003)

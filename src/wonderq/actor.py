@@ -144,7 +144,7 @@ class ActorHandle:
             self._return_late_leases(command, slot)
             raise
         finally:  # errors and cancelled waits are answers too: every ask is timed
-            self.metrics.commands.labels(type(command).__name__).observe(trio.current_time() - started)
+            self.metrics.observe_command(type(command).__name__, trio.current_time() - started)
 
     def statistics(self) -> ActorStatistics:
         return self._actor.statistics()

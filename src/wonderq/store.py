@@ -126,6 +126,14 @@ MESSAGE_COLUMNS = (
     " deadline_at, consumer, attributes, source_queue, message_group, dedup_id"
 )
 
+DELETE_MESSAGE = "DELETE FROM messages WHERE id = ?"
+INSERT_MESSAGE = f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+UPDATE_MESSAGE = (
+    "UPDATE messages SET queue = ?, source_queue = ?, visible_at = ?, receive_count = ?,"
+    " first_received_at = ?, receipt = ?, deadline_at = ?, consumer = ? WHERE id = ?"
+)
+INSERT_QUEUE = f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+
 
 class StoreError(Exception):
     """The data directory cannot be used: the server must not start. The message says why and where."""
@@ -270,82 +278,90 @@ class SqliteStore:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("DELETE FROM messages WHERE id = ?", ((int(i, 16),) for i in changes.deleted_messages))
-            db.executemany(
-                f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-                (
+            # Only the statements this batch needs (an empty executemany still looks its statement up and resets
+            # it); the SQL texts are constants, so sqlite3's statement cache hands back the prepared statements.
+            if changes.deleted_messages:
+                db.executemany(DELETE_MESSAGE, ((int(i, 16),) for i in changes.deleted_messages))
+            if changes.inserted_messages:
+                db.executemany(
+                    INSERT_MESSAGE,
                     (
-                        int(m.id, 16),
-                        m.queue,
-                        m.payload.data,
-                        m.payload.content_type,
-                        m.priority,
-                        m.sent_at,
-                        m.visible_at,
-                        m.receive_count,
-                        m.first_received_at,
-                        m.receipt,
-                        m.deadline_at,
-                        m.consumer,
-                        _dump_attributes(m.payload.attributes) if m.payload.attributes else None,
-                        m.source_queue,
-                        m.group,
-                        m.dedup_id,
-                    )
-                    for m in changes.inserted_messages
-                ),
-            )
-            db.executemany(
-                "UPDATE messages SET queue = ?, source_queue = ?, visible_at = ?, receive_count = ?,"
-                " first_received_at = ?, receipt = ?, deadline_at = ?, consumer = ? WHERE id = ?",
-                (
+                        (
+                            int(m.id, 16),
+                            m.queue,
+                            m.payload.data,
+                            m.payload.content_type,
+                            m.priority,
+                            m.sent_at,
+                            m.visible_at,
+                            m.receive_count,
+                            m.first_received_at,
+                            m.receipt,
+                            m.deadline_at,
+                            m.consumer,
+                            _dump_attributes(m.payload.attributes) if m.payload.attributes else None,
+                            m.source_queue,
+                            m.group,
+                            m.dedup_id,
+                        )
+                        for m in changes.inserted_messages
+                    ),
+                )
+            if changes.updated_messages:
+                db.executemany(
+                    UPDATE_MESSAGE,
                     (
-                        m.queue,
-                        m.source_queue,
-                        m.visible_at,
-                        m.receive_count,
-                        m.first_received_at,
-                        m.receipt,
-                        m.deadline_at,
-                        m.consumer,
-                        int(m.id, 16),
-                    )
-                    for m in changes.updated_messages
-                ),
-            )
-            db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
-            db.executemany("DELETE FROM dedup WHERE queue = ?", ((name,) for name in changes.deleted_queues))
-            db.executemany("DELETE FROM dedup WHERE queue = ? AND dedup_id = ?", changes.dedup_expired)
-            db.executemany(
-                f"INSERT OR REPLACE INTO queues ({QUEUE_COLUMNS}) VALUES ({', '.join('?' * 18)})",
-                (
+                        (
+                            m.queue,
+                            m.source_queue,
+                            m.visible_at,
+                            m.receive_count,
+                            m.first_received_at,
+                            m.receipt,
+                            m.deadline_at,
+                            m.consumer,
+                            int(m.id, 16),
+                        )
+                        for m in changes.updated_messages
+                    ),
+                )
+            if changes.deleted_queues:
+                db.executemany("DELETE FROM queues WHERE name = ?", ((name,) for name in changes.deleted_queues))
+                db.executemany("DELETE FROM dedup WHERE queue = ?", ((name,) for name in changes.deleted_queues))
+            if changes.dedup_expired:
+                db.executemany("DELETE FROM dedup WHERE queue = ? AND dedup_id = ?", changes.dedup_expired)
+            if changes.queues:
+                db.executemany(
+                    INSERT_QUEUE,
                     (
-                        q.name,
-                        q.visibility_timeout,
-                        q.max_in_flight,
-                        q.delay,
-                        q.max_message_bytes,
-                        q.created_at,
-                        q.sent,
-                        q.received,
-                        q.acked,
-                        q.expired,
-                        q.released,
-                        q.retention,
-                        q.max_receives,
-                        q.dead_letter_queue,
-                        q.dropped,
-                        q.dead_lettered,
-                        q.redriven,
-                        json.dumps(dict(q.metadata), ensure_ascii=False) if q.metadata else None,
-                    )
-                    for q in changes.queues
-                ),
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO dedup VALUES (?, ?, ?, ?)",
-                ((d.queue, d.dedup_id, int(d.message_id, 16), d.expires_at) for d in changes.dedup),
-            )
+                        (
+                            q.name,
+                            q.visibility_timeout,
+                            q.max_in_flight,
+                            q.delay,
+                            q.max_message_bytes,
+                            q.created_at,
+                            q.sent,
+                            q.received,
+                            q.acked,
+                            q.expired,
+                            q.released,
+                            q.retention,
+                            q.max_receives,
+                            q.dead_letter_queue,
+                            q.dropped,
+                            q.dead_lettered,
+                            q.redriven,
+                            json.dumps(dict(q.metadata), ensure_ascii=False) if q.metadata else None,
+                        )
+                        for q in changes.queues
+                    ),
+                )
+            if changes.dedup:
+                db.executemany(
+                    "INSERT OR REPLACE INTO dedup VALUES (?, ?, ?, ?)",
+                    ((d.queue, d.dedup_id, int(d.message_id, 16), d.expires_at) for d in changes.dedup),
+                )
             if changes.last_id is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (changes.last_id,))
             db.execute("COMMIT")
