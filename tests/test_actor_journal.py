@@ -17,7 +17,7 @@ from trio.testing import MockClock
 from tests.helpers import EPOCH, inline, limits, settings, text
 from wonderq.actor import Actor, ActorHandle
 from wonderq.clock import WallClock
-from wonderq.commands import Ack, Compact, GetQueue, Receive, Send
+from wonderq.commands import Ack, ChangeVisibility, Compact, GetQueue, PutQueue, Receive, Send
 from wonderq.core import Core
 from wonderq.errors import StorageFull, StorageUnavailable
 from wonderq.ids import TimeOrderedIds
@@ -32,17 +32,19 @@ class RecordingJournal:
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self.commits: list[Changes] = []
+        self.fsyncs: list[bool] = []  # the fsync flag of each commit
         self.fail_next = 0
 
     def load(self) -> Snapshot:
         return self.store.load()
 
-    def commit(self, changes: Changes) -> None:
+    def commit(self, changes: Changes, *, fsync: bool = True) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise StorageUnavailable("simulated I/O error")
-        self.store.commit(changes)
+        self.store.commit(changes, fsync=fsync)
         self.commits.append(changes)
+        self.fsyncs.append(fsync)
 
     def compact(self) -> object:
         return self.store.compact()
@@ -87,6 +89,25 @@ async def test_every_change_is_committed_before_its_reply(journal: RecordingJour
         await handle.ask(Ack("q", lease.id, lease.receipt))
         assert stored(journal) == []
         assert journal.store.load().queues[0].acked == 1
+
+
+async def test_only_a_batch_of_lease_changes_goes_without_an_fsync(
+    journal: RecordingJournal, autojump_clock: MockClock
+) -> None:
+    async with journaled_actor(journal) as handle:
+        (first, second) = await handle.ask(Send("q", (text("a"), text("b"))))
+        (lease,) = await handle.ask(Receive("q", visibility_timeout=60))
+        await handle.ask(ChangeVisibility("q", lease.id, lease.receipt, 120))
+        await handle.ask(Ack("q", lease.id, lease.receipt))
+        assert journal.fsyncs == [True, False, False, True]  # send, receive, extend, ack
+        async with trio.open_nursery() as nursery:  # a receive and a send in one batch: fsynced
+            nursery.start_soon(handle.ask, Receive("q", visibility_timeout=60))
+            nursery.start_soon(handle.ask, Send("q", (text("c"),)))
+        assert journal.fsyncs[4:] == [True]
+        assert [m.id for m in stored(journal) if m.receipt] == [second]
+        await handle.ask(PutQueue("other"))
+        assert journal.fsyncs[-1] is True
+    assert first < second
 
 
 async def test_reads_commit_nothing(journal: RecordingJournal, autojump_clock: MockClock) -> None:

@@ -15,7 +15,7 @@ from wonderq.core import MAX_RETENTION, Core
 from wonderq.errors import QueueInUse, StorageFull
 from wonderq.ids import TimeOrderedIds
 from wonderq.model import DEFAULT_RETENTION, Outgoing, Payload, State, TypedValue
-from wonderq.store import DB_NAME, SqliteStore, StoreError, backup, message_cost
+from wonderq.store import DB_NAME, SqliteStore, StoreError, Sync, backup, message_cost
 
 T0 = 1_000.0
 
@@ -414,3 +414,24 @@ def test_loaded_messages_sent_at_one_time_share_one_float(store: SqliteStore) ->
     a, b, c = store.load().messages
     assert a.sent_at is b.sent_at  # as the two sends of one batch held it before the restart
     assert (b.sent_at, c.sent_at) == (T0 + 0.5, T0 + 1.5)
+
+
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_a_commit_without_fsync_relaxes_only_its_own_transaction(tmp_path: Path, sync: Sync) -> None:
+    store = SqliteStore(tmp_path, sync=sync)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    core = journaled_core()
+    core.send("q", text("x"), now=1_000)
+    store.commit(core.drain_changes(), fsync=False)
+    core.receive("q", max_messages=1, visibility_timeout=30, consumer=None, now=1_001)
+    store.commit(core.drain_changes())
+    relaxed = [s for s in statements if s.startswith("PRAGMA synchronous")]
+    if sync == "full":  # only the first commit went without the fsync, and FULL is back for the next
+        assert relaxed == ["PRAGMA synchronous = NORMAL", "PRAGMA synchronous = FULL"]
+        assert statements.index("PRAGMA synchronous = FULL") < statements.index("BEGIN IMMEDIATE", 2)
+    else:  # NORMAL never fsyncs a commit: nothing to relax
+        assert relaxed == []
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == (2 if sync == "full" else 1)
+    assert [m.receipt is not None for m in store.load().messages] == [True]
+    store.close()

@@ -26,6 +26,7 @@ import trio
 
 from wonderq.clock import WallClock
 from wonderq.commands import (
+    LEASE_ONLY,
     AnyCommand,
     Command,
     Compact,
@@ -91,7 +92,7 @@ class Journal(Protocol):
 
     def load(self) -> Snapshot: ...
 
-    def commit(self, changes: Changes) -> None: ...
+    def commit(self, changes: Changes, *, fsync: bool = True) -> None: ...
 
     def compact(self) -> object: ...
 
@@ -320,7 +321,8 @@ class Actor:
         with trio.CancelScope(shield=True):
             started = time.perf_counter()
             try:
-                await self._run_blocking(partial(self._journal.commit, changes))
+                fsync = not all(isinstance(command, LEASE_ONLY) for command, _, _ in self._replies)
+                await self._run_blocking(partial(self._journal.commit, changes, fsync=fsync))
             except WonderQError as error:
                 log.error("journal commit failed, undoing the batch: %s", error.message)
                 await self._undo_batch(error)

@@ -184,6 +184,12 @@ AnyCommand: TypeAlias = (
     | Expire
 )
 
+LEASE_ONLY = (Receive, ChangeVisibility, ReturnUndelivered, Expire, GetQueue, ListQueues, Peek)
+"""Commands that change only leases (handing them out, moving or ending them) and make the transitions that
+time makes anyway. A batch of nothing else is journaled without an fsync (docs/design.md, Durability): a power
+loss can undo it, which hands its messages out again sooner (at-least-once still holds) and has the next call
+make the time-driven changes again; no send, ack, delete or queue change it confirmed can be undone."""
+
 
 def check_wait(wait: float) -> float:
     if not (0 <= wait <= MAX_WAIT) or math.isnan(wait):

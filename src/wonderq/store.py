@@ -152,6 +152,7 @@ class SqliteStore:
         self.data_dir = data_dir
         self.path = data_dir / DB_NAME
         self.max_bytes = max_bytes  # what sends may fill; 0 for no limit
+        self._full = sync == "full"
         self._used_bytes = 0
         self._lock = _lock_directory(data_dir)
         try:
@@ -271,12 +272,18 @@ class SqliteStore:
                 dedup_id,
             )
 
-    def commit(self, changes: Changes) -> None:
-        """Apply `changes` in one transaction, durably (per the sync level) before returning.
+    def commit(self, changes: Changes, *, fsync: bool = True) -> None:
+        """Apply `changes` in one transaction, durably (per the sync level) before returning. With
+        `fsync=False` the transaction is written to the WAL but not fsynced even at the `full` level: a crash of
+        the process cannot lose it, a power loss can, until the next fsynced commit syncs the WAL file with it
+        (the WAL is one file, replayed in order: a later commit never survives without an earlier one).
 
         Raises StorageFull or StorageUnavailable, and then nothing of `changes` is stored."""
         db = self._db
+        relax = self._full and not fsync
         try:
+            if relax:
+                db.execute("PRAGMA synchronous = NORMAL")
             db.execute("BEGIN IMMEDIATE")
             # Only the statements this batch needs (an empty executemany still looks its statement up and resets
             # it); the SQL texts are constants, so sqlite3's statement cache hands back the prepared statements.
@@ -370,6 +377,9 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise storage_error(error) from error
+        finally:
+            if relax:
+                db.execute("PRAGMA synchronous = FULL")
 
     def room(self) -> int | None:
         """Bytes that sends may still add (by `message_cost`) before the store refuses them; None: no limit.
