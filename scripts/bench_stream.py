@@ -30,11 +30,12 @@ WINDOW = 1000  # the most messages a producer has sent and not yet seen confirme
 
 class WonderQStream:
     """WonderQ's full cycle over the streaming path. `batch` is the messages per send frame and the receipts per
-    ack frame; the consumer's credit is max(CREDIT, batch) and the producer's window max(WINDOW, batch)."""
+    ack frame; the consumer's credit is max(credit, batch) and the producer's window max(window, batch)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, credit: int = CREDIT, window: int = WINDOW) -> None:
         self.url = url
-        self.ws_url = url.replace("http://", "ws://", 1)
+        self.credit = credit  # messages
+        self.window = window  # messages
 
     def _client(self) -> httpx.Client:
         return http_client(self.url, 60)
@@ -45,7 +46,7 @@ class WonderQStream:
             http.post(f"/v1/queues/{queue}/purge").raise_for_status()
 
     def producer(self, queue: str, first: int, count: int, batch: int, ready: Ready) -> None:
-        window = max(WINDOW, batch)
+        window = max(self.window, batch)
         with (
             self._client() as http,
             _connect(http, queue) as socket,
@@ -74,7 +75,7 @@ class WonderQStream:
                 unconfirmed -= size
 
     def consumer(self, queue: str, count: int, batch: int, ready: Ready) -> None:
-        credit = max(CREDIT, batch)
+        credit = max(self.credit, batch)
         with (
             self._client() as http,
             _connect(http, queue) as socket,

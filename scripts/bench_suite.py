@@ -521,7 +521,7 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
         )
         path = (
             f"over the streaming path (WebSocket; batch B: B messages per send frame, up to B receipts per ack"
-            f" frame; credit max({STREAM_CREDIT}, B); up to max({STREAM_WINDOW}, B) sends unconfirmed)"
+            f" frame; credit max({args.stream_credit}, B); up to max({args.stream_window}, B) sends unconfirmed)"
             if "stream" in mode
             else "over HTTP requests (batch B: B messages per request)"
         )
@@ -697,6 +697,8 @@ def document(results: Results, args: argparse.Namespace, versions: dict[str, str
                 "poll_sends",
                 "poll_wait",
                 "recovery_messages",
+                "stream_credit",
+                "stream_window",
             )
         }
         | {"payload_bytes": PAYLOAD_BYTES, "batches": args.batch_sizes, "pairs": args.pair_counts},
@@ -770,6 +772,18 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=",".join(WORKLOADS),
         help=f"the workloads to run, comma-separated (default all: {','.join(WORKLOADS)})",
     )
+    parser.add_argument(
+        "--stream-credit",
+        type=int,
+        default=STREAM_CREDIT,
+        help=f"cycle-stream: the consumer's credit, at least the batch (default {STREAM_CREDIT}; at most 1,000)",
+    )
+    parser.add_argument(
+        "--stream-window",
+        type=int,
+        default=STREAM_WINDOW,
+        help=f"cycle-stream: messages a producer may have sent unconfirmed (default {STREAM_WINDOW})",
+    )
     parser.add_argument("--polls", type=int, default=5_000, help="concurrent long polls in 'longpoll' (default 5,000)")
     parser.add_argument("--poll-sends", type=int, default=200, help="sends timed in 'longpoll' (default 200)")
     parser.add_argument("--poll-wait", type=float, default=20.0, help="each long poll's wait, 0 to 20 s (default 20)")
@@ -837,7 +851,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     if "cycle" in bench:
                         brokers[f"wonderq-{mode}"] = singles[f"wonderq-{mode}"]
                     if "cycle-stream" in bench:
-                        brokers[f"wonderq-stream-{mode}"] = WonderQStream(address)
+                        brokers[f"wonderq-stream-{mode}"] = WonderQStream(
+                            address, args.stream_credit, args.stream_window
+                        )
                     progress(f"started wonderq --{mode} (pid {launched[mode].pid}) on {address}")
                 if "beanstalkd" in args.peer_list:
                     why = beanstalkd_missing()
