@@ -124,7 +124,12 @@ async def _poll(host: str, port: int, request: bytes, polls: Polls, connecting: 
 
 
 async def _parked(http: httpx.AsyncClient) -> int:
-    reply = await http.get("/health")
+    """The server's count of parked receives (/health), or -1 when it does not answer within the client's
+    timeout (a server swamped by polls)."""
+    try:
+        reply = await http.get("/health")
+    except httpx.TimeoutException:
+        return -1
     reply.raise_for_status()
     return int(reply.json()["parked_receives"])
 

@@ -896,10 +896,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 measure_scale(results, workdir, args)
             if "longpoll" in args.workload_list:
                 for run in range(args.runs):
-                    results.longpoll.append(
-                        measure_longpoll(workdir, args.polls, args.poll_sends, args.poll_wait, progress)
-                    )
-                    progress(f"run {run + 1}/{args.runs} longpoll: {longpoll_summary(results.longpoll[-1])}")
+                    try:
+                        figures = measure_longpoll(workdir, args.polls, args.poll_sends, args.poll_wait, progress)
+                    except Exception as error:  # recorded and reported: the other workloads' figures stand
+                        results.skipped[f"longpoll run {run + 1}"] = f"failed: {error!r}"
+                        progress(f"run {run + 1}/{args.runs} longpoll failed: {error!r}")
+                        continue
+                    results.longpoll.append(figures)
+                    progress(f"run {run + 1}/{args.runs} longpoll: {longpoll_summary(figures)}")
             if "recovery" in args.workload_list:
                 measure_recovery(results, workdir, args)
         finally:
