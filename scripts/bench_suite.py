@@ -237,10 +237,10 @@ def measure_single(results: Results, systems: dict[str, Any], run: int, requests
                 results.bare_ratio.setdefault((name, operation), Series()).runs.append(series.runs[-1] / bare_rate)
 
 
-def cycle_systems(brokers: dict[str, Broker], batch: int) -> list[str]:
-    """Which systems run at this batch size: beanstalkd has no batches, so it runs once (as batch 1) and is the
-    peer of every batch size."""
-    return [name for name in brokers if batch == 1 or not name.startswith("beanstalkd")]
+def cycle_systems(brokers: dict[str, Broker], batch: int, first: int) -> list[str]:
+    """Which systems run at this batch size: beanstalkd has no batches, so it runs once, with the first batch
+    size of --batches, recorded as batch 1, and is the peer of every batch size."""
+    return [name for name in brokers if batch == first or not name.startswith("beanstalkd")]
 
 
 def cycle_messages(args: argparse.Namespace, name: str, batch: int) -> int:
@@ -252,11 +252,12 @@ def cycle_messages(args: argparse.Namespace, name: str, batch: int) -> int:
 def measure_cycle(results: Results, brokers: dict[str, Broker], run: int, args: argparse.Namespace) -> None:
     for pairs in args.pair_counts:
         for batch in args.batch_sizes:
-            for name in rotate(cycle_systems(brokers, batch), run):
+            for name in rotate(cycle_systems(brokers, batch, args.batch_sizes[0]), run):
                 messages = cycle_messages(args, name, batch)
                 prefix = f"cycle-{run}-{batch}-{pairs}-{name}".replace(" ", "")
                 rate = run_pairs(brokers[name], prefix, messages, batch, pairs)
-                results.cycle.setdefault((name, batch, pairs), Series()).runs.append(rate)
+                recorded = 1 if name.startswith("beanstalkd") else batch
+                results.cycle.setdefault((name, recorded, pairs), Series()).runs.append(rate)
                 progress(
                     f"run {run + 1}/{args.runs} cycle {name} batch {batch} x{pairs}"
                     f" ({messages:,} messages): {rate:,.0f} msg/s"
