@@ -5,6 +5,9 @@ several times, and report the server's own "recovered ... in X s" figure and its
 Usage:
 
     .venv/bin/python scripts/bench_recovery.py [--messages 1000000] [--runs 3] [--keep DIR]
+
+scripts/bench's `recovery` workload (`scripts/bench --only recovery --recovery-messages N`) runs the same
+measurement through this module's `fill` and `start_once`.
 """
 
 from __future__ import annotations

@@ -13,8 +13,17 @@ Workloads:
   at once, the consumer long-polling). WonderQ at batch 1 (one request per operation), 10 and 100, in memory
   (`--memory`) and with the durable default (fsync before every reply); beanstalkd (put/reserve/delete, in
   memory and with `-b DIR -f 0`); Redis one command at a time (batch 1) and pipelined by the batch size.
-* scale (in memory): resident memory and fill time with `--scale-messages` queued; receive p50/p99 on an empty
-  queue, a queue of one message and the big queue; send latency while `--expiries` leases expire at once.
+* cycle-stream: the same full cycle over WonderQ's streaming path (a WebSocket per producer and per consumer,
+  scripts/bench_stream.py): batch B is B messages per `send` frame and up to B receipts per `ack` frame, sends
+  pipelined (up to 1,000 unconfirmed), credit 100; in memory and durable; beanstalkd is the peer.
+* scale (in memory): resident memory and fill time with `--scale-messages` queued (measured directly, also at
+  1,000,000; filled in batches of 1,000 by 4 clients); receive p50/p99 on an empty queue, a queue of one message
+  and the big queue; send latency while `--expiries` leases expire at once.
+* longpoll (in memory): `--polls` (5,000) concurrent long polls parked from one trio process
+  (scripts/bench_longpoll.py): server memory before and with them parked, send-to-wake-up p50/p99, and that all
+  are answered at the end.
+* recovery: scripts/bench_recovery.py's start-up measurement on `--recovery-messages` (200,000) stored messages:
+  launch to listening, the server's own recovery time, resident memory once listening.
 
 Every figure is the median (and range) of `--runs` runs; the workloads are interleaved within each run (and
 their order rotates from one run to the next), and every ratio is taken between figures of the same run, then
@@ -22,8 +31,9 @@ its median reported. Servers are started on 127.0.0.1 and stopped by their pid, 
 Peers that are not installed are skipped, with the command that installs them. Usage:
 
     scripts/bench [--runs 3] [--messages 20000] [--cap 500] [--requests 500] [--scale-messages 200000]
-                  [--expiries 100000] [--json out.json]      # about 10 minutes on a 2-core machine
-    scripts/bench --quick          # a smoke run of every workload with tiny counts, about 30 s
+                  [--expiries 100000] [--polls 5000] [--recovery-messages 200000] [--json out.json]
+    scripts/bench --only cycle-stream,longpoll,recovery     # some workloads (also --workloads)
+    scripts/bench --quick          # a smoke run of every workload with tiny counts, under a minute
 """
 
 from __future__ import annotations
@@ -64,6 +74,12 @@ from bench_brokers import (
     start_beanstalkd,
     start_redis,
 )
+from bench_longpoll import measure_longpoll
+from bench_recovery import fill as fill_store
+from bench_recovery import start_once
+from bench_stream import CREDIT as STREAM_CREDIT
+from bench_stream import WINDOW as STREAM_WINDOW
+from bench_stream import WonderQStream
 
 try:
     from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
@@ -183,6 +199,8 @@ class Results:
     bare_ratio: dict[tuple[str, str], Series] = field(default_factory=dict)  # WonderQ rate / bare route rate
     cycle: dict[tuple[str, int, int], Series] = field(default_factory=dict)  # (system, batch, pairs) -> msg/s
     scale: dict[str, Any] = field(default_factory=dict)
+    longpoll: list[dict[str, Any]] = field(default_factory=list)  # one per run
+    recovery: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -219,10 +237,10 @@ def measure_single(results: Results, systems: dict[str, Any], run: int, requests
                 results.bare_ratio.setdefault((name, operation), Series()).runs.append(series.runs[-1] / bare_rate)
 
 
-def cycle_systems(brokers: dict[str, Broker], batch: int) -> list[str]:
-    """Which systems run at this batch size: beanstalkd has no batches, so it runs once (as batch 1) and is the
-    peer of every batch size."""
-    return [name for name in brokers if batch == 1 or not name.startswith("beanstalkd")]
+def cycle_systems(brokers: dict[str, Broker], batch: int, first: int) -> list[str]:
+    """Which systems run at this batch size: beanstalkd has no batches, so it runs once, with the first batch
+    size of --batches, recorded as batch 1, and is the peer of every batch size."""
+    return [name for name in brokers if batch == first or not name.startswith("beanstalkd")]
 
 
 def cycle_messages(args: argparse.Namespace, name: str, batch: int) -> int:
@@ -234,11 +252,12 @@ def cycle_messages(args: argparse.Namespace, name: str, batch: int) -> int:
 def measure_cycle(results: Results, brokers: dict[str, Broker], run: int, args: argparse.Namespace) -> None:
     for pairs in args.pair_counts:
         for batch in args.batch_sizes:
-            for name in rotate(cycle_systems(brokers, batch), run):
+            for name in rotate(cycle_systems(brokers, batch, args.batch_sizes[0]), run):
                 messages = cycle_messages(args, name, batch)
                 prefix = f"cycle-{run}-{batch}-{pairs}-{name}".replace(" ", "")
                 rate = run_pairs(brokers[name], prefix, messages, batch, pairs)
-                results.cycle.setdefault((name, batch, pairs), Series()).runs.append(rate)
+                recorded = 1 if name.startswith("beanstalkd") else batch
+                results.cycle.setdefault((name, recorded, pairs), Series()).runs.append(rate)
                 progress(
                     f"run {run + 1}/{args.runs} cycle {name} batch {batch} x{pairs}"
                     f" ({messages:,} messages): {rate:,.0f} msg/s"
@@ -248,15 +267,16 @@ def measure_cycle(results: Results, brokers: dict[str, Broker], run: int, args: 
 # ---- scale ----
 
 
-def fill(url: str, queue: str, messages: int, threads: int = 2) -> float:
-    """Seconds to send `messages` messages to `queue` in batches of 100 from `threads` clients."""
+def fill(url: str, queue: str, messages: int, threads: int = 2, batch: int = 100) -> float:
+    """Seconds to send `messages` messages to `queue` in batches of `batch` (at most the server's --max-batch)
+    from `threads` clients at once."""
     client = WonderQ(url)
     shares = [messages // threads + (1 if n < messages % threads else 0) for n in range(threads)]
 
     def one(first: int, count: int) -> None:
         with http_client(url, 120) as http:
-            for start in range(0, count, 100):
-                client.send_batch(http, queue, first + start, min(100, count - start))
+            for start in range(0, count, batch):
+                client.send_batch(http, queue, first + start, min(batch, count - start))
 
     started = time.perf_counter()
     workers = [
@@ -355,15 +375,21 @@ def expiry_round(url: str, queue: str, expiries: int, margin: float) -> dict[str
     }
 
 
+SCALE_BATCH = 1000  # messages per request while filling the big queue (the scale server's --max-batch)
+SCALE_CLIENTS = 4  # clients filling it at once
+
+
 def measure_scale(results: Results, workdir: Path, args: argparse.Namespace) -> None:
-    server = launch_wonderq("memory", workdir, 100)
+    """Resident memory with --scale-messages queued (measured, also at 1,000,000), receive latencies by queue
+    size, and sends while --expiries leases expire at once."""
+    server = launch_wonderq("memory", workdir, SCALE_BATCH)
     try:
         address = listening_url(server)
         with http_client(address, 120) as http:
             http.get("/health").raise_for_status()
             empty_kib = server.resident_kib()
             progress(f"scale: filling a queue with {args.scale_messages:,} messages ...")
-            seconds = fill(address, "scale-big", args.scale_messages)
+            seconds = fill(address, "scale-big", args.scale_messages, SCALE_CLIENTS, SCALE_BATCH)
             full_kib = server.resident_kib()
             progress(
                 f"scale: {args.scale_messages:,} messages queued in {seconds:.1f} s;"
@@ -407,7 +433,51 @@ def measure_scale(results: Results, workdir: Path, args: argparse.Namespace) -> 
         server.stop()
 
 
+# ---- parked long polls, recovery ----
+
+
+def longpoll_summary(figures: dict[str, Any]) -> str:
+    wake = histogram(figures["wake_delays_us"]) if figures["wake_delays_us"] else None
+    return (
+        f"{figures['opened']:,} connections, at most {figures['parked']:,} parked;"
+        f" resident {figures['resident_before_kib'] / 1024:.0f} -> {figures['resident_parked_kib'] / 1024:.0f} MiB"
+        f" ({figures['bytes_per_poll'] / 1024:.1f} KiB a poll); wake-up"
+        + (f" p50 {wake.p50:.2f} ms, p99 {wake.p99:.2f} ms" if wake else " not measured")
+        + f"; {figures['parked_at_end']} parked at the end, {figures['error_count']} errors"
+    )
+
+
+def measure_recovery(results: Results, workdir: Path, args: argparse.Namespace) -> None:
+    """scripts/bench_recovery.py's measurement: a store of --recovery-messages messages (a tenth leased), then
+    `wonderq serve --data-dir` started once per run: launch to listening, the server's own recovery figure
+    (its log line), resident memory once listening."""
+    data_dir = workdir / "recovery-data"
+    data_dir.mkdir()
+    progress(f"recovery: filling a store with {args.recovery_messages:,} messages ...")
+    filled = fill_store(data_dir, args.recovery_messages)
+    size = sum(path.stat().st_size for path in data_dir.iterdir())
+    progress(f"recovery: filled in {filled:.1f} s, {size / 2**20:.0f} MiB on disk")
+    starts = []
+    for run in range(args.runs):
+        listening, recovered, rss_kib = start_once(data_dir)
+        starts.append({"listening_s": listening, "recovered_s": recovered, "resident_mib": rss_kib / 1024})
+        progress(
+            f"run {run + 1}/{args.runs} recovery: listening after {listening:.2f} s, the server's recovery"
+            f" {recovered:.2f} s, resident {rss_kib / 1024:.0f} MiB"
+        )
+    results.recovery = {"messages": args.recovery_messages, "fill_s": filled, "disk_mib": size / 2**20}
+    results.recovery["starts"] = starts
+
+
 # ---- report ----
+
+# (WonderQ variant, its peer): one cycle table each
+CYCLE_TABLES = (
+    ("wonderq-memory", "beanstalkd"),
+    ("wonderq-durable", "beanstalkd -f 0"),
+    ("wonderq-stream-memory", "beanstalkd"),
+    ("wonderq-stream-durable", "beanstalkd -f 0"),
+)
 
 
 def describe(name: str, batch: int) -> str:
@@ -437,11 +507,11 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
                 f" | {statistics.median(x.p99 for x in latencies):.2f} |"
             )
         out("")
-    for modes, peer in ((("wonderq-memory",), "beanstalkd"), (("wonderq-durable",), "beanstalkd -f 0")):
-        mode = modes[0]
+    for mode, peer in CYCLE_TABLES:
         if not any(key[0] == mode for key in results.cycle):
             continue
-        durable = mode == "wonderq-durable"
+        durable = mode.endswith("-durable")
+        in_memory = mode.replace("-durable", "-memory")
         capped = (
             ", ".join(
                 f"{cycle_messages(args, mode, batch):,} at batch {batch}"
@@ -450,8 +520,15 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
             )
             or "the same"
         )
+        path = (
+            f"over the streaming path (WebSocket; batch B: B messages per send frame, up to B receipts per ack"
+            f" frame; credit max({args.stream_credit}, B); up to max({args.stream_window}, B) sends unconfirmed)"
+            if "stream" in mode
+            else "over HTTP requests (batch B: B messages per request)"
+        )
         out(
-            f"Full cycle, {'durable default (fsync before reply)' if durable else 'in memory'}: messages per second"
+            f"Full cycle {path},"
+            f" {'durable default (fsync before reply)' if durable else 'in memory'}: messages per second"
             f" (send + receive + ack, {PAYLOAD_BYTES} B, counted once), {args.messages:,} messages per run"
             f" ({capped} for WonderQ), {args.runs} runs, median (min to max); ratios taken within each"
             " run. beanstalkd has no batch commands: its column is the same put/reserve/delete run at every batch"
@@ -465,7 +542,7 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
             head += " | Redis (batch 1: single; else pipelined) | vs Redis"
             rule += "|---:|---:"
         if durable:
-            head += " | vs wonderq-memory"
+            head += f" | vs {in_memory}"
             rule += "|---:"
         out(head + " |")
         out(rule + "|")
@@ -480,7 +557,7 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
                     redis = results.cycle.get(("redis", batch, pairs), Series())
                     row += f" | {redis.cell()} | {ratios(ours, redis).ratio_cell()}"
                 if durable:
-                    memory = results.cycle.get(("wonderq-memory", batch, pairs), Series())
+                    memory = results.cycle.get((in_memory, batch, pairs), Series())
                     row += f" | {ratios(ours, memory).ratio_cell()}"
                 out(row + " |")
         out("")
@@ -493,15 +570,22 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
         out("")
         out("| | figure |")
         out("|---|---:|")
-        out(f"| fill {fill_['messages']:,} messages (batches of 100, 2 clients) | {fill_['seconds']:.1f} s |")
+        out(
+            f"| fill {fill_['messages']:,} messages (batches of {SCALE_BATCH:,}, {SCALE_CLIENTS} clients)"
+            f" | {fill_['seconds']:.1f} s |"
+        )
         out(
             f"| resident memory: empty / with {fill_['messages']:,} queued | {fill_['resident_empty_mib']:.0f} MiB /"
             f" {fill_['resident_full_mib']:.0f} MiB |"
         )
-        out(
-            f"| resident memory per 1,000,000 messages (extrapolated) + empty server"
-            f" | {fill_['per_million_mib'] + fill_['resident_empty_mib']:,.0f} MiB |"
-        )
+        if fill_["messages"] < 1_000_000:
+            out(
+                f"| resident memory per 1,000,000 messages (extrapolated) + empty server"
+                f" | {fill_['per_million_mib'] + fill_['resident_empty_mib']:,.0f} MiB |"
+            )
+        else:
+            full = fill_["resident_full_mib"]
+            out(f"| resident memory with {fill_['messages']:,} queued, measured | {full:,.0f} MiB |")
         for label, latencies in results.scale["receive"].items():
             p50 = Series([x.p50 for x in latencies])
             p99 = Series([x.p99 for x in latencies])
@@ -515,6 +599,67 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
         out(f"| send p99 in the 3 s before the expiry | {before.cell(2)} ms |")
         out(f"| slowest send from 0.2 s before to 2 s after | {worst.cell(2)} ms |")
         out(f"| added to a send (slowest around it minus p50 before) | {added.cell(2)} ms |")
+        out("")
+    if results.longpoll:
+        first = results.longpoll[0]
+        out(
+            f"Parked long polls, in memory: {first['polls']:,} concurrent `POST .../receive`"
+            f" (wait {first['wait_s']:g} s, max 1) from one trio process, one connection each; a poll that runs out"
+            " parks again. Then"
+            f" {len(first['wake_delays_us']):,} single sends, one at a time: delay from the start of the send request"
+            f" to the whole response of the poll it woke (HdrHistogram). {args.runs} runs, median (min to max)."
+            " WonderQ has no setting that limits concurrent long polls."
+        )
+        out("")
+        out("| | figure |")
+        out("|---|---:|")
+        rows = results.longpoll
+
+        def column(key: str, scale: float = 1.0) -> Series:
+            return Series([float(x[key]) * scale for x in rows])
+
+        wakes = [histogram(x["wake_delays_us"]) for x in rows if x["wake_delays_us"]]
+        sends = [histogram(x["send_us"]) for x in rows if x["send_us"]]
+        opened, seconds = column("opened"), column("seconds_to_park")
+        out(f"| connections opened / seconds to open them | {opened.cell()} / {seconds.cell(1)} |")
+        out(f"| most polls parked at once (server's /health) | {column('parked').cell()} |")
+        out(f"| polls that ran out (wait over) and parked again | {column('answered_empty').cell()} |")
+        out(
+            f"| resident memory before / with them parked | {column('resident_before_kib', 1 / 1024).cell()} MiB /"
+            f" {column('resident_parked_kib', 1 / 1024).cell()} MiB |"
+        )
+        per_poll = column("bytes_per_poll", 1 / 1024)
+        out(f"| resident memory per parked poll (and its connection) | {per_poll.cell(1)} KiB |")
+        if wakes:
+            out(
+                f"| send to wake-up, p50 / p99 | {Series([x.p50 for x in wakes]).cell(2)} /"
+                f" {Series([x.p99 for x in wakes]).cell(2)} ms |"
+            )
+            out(
+                f"| the send request alone, p50 / p99 | {Series([x.p50 for x in sends]).cell(2)} /"
+                f" {Series([x.p99 for x in sends]).cell(2)} ms |"
+            )
+        out(f"| sends that woke no poll within 10 s | {column('lost').cell()} |")
+        out(
+            f"| at the end: polls left parked (server) / poll errors | {column('parked_at_end').cell()} /"
+            f" {column('error_count').cell()} |"
+        )
+        out(f"| resident memory after every poll was answered | {column('resident_after_kib', 1 / 1024).cell()} MiB |")
+        out("")
+    if results.recovery:
+        recovery = results.recovery
+        starts = recovery["starts"]
+        out(
+            f"Start-up recovery: {recovery['messages']:,} stored messages of {PAYLOAD_BYTES} B (a tenth leased),"
+            f" {recovery['disk_mib']:.0f} MiB on disk, `wonderq serve --data-dir` started {len(starts)} times"
+            " (scripts/bench_recovery.py's measurement), median (min to max):"
+        )
+        out("")
+        out("| | figure |")
+        out("|---|---:|")
+        out(f"| launch to listening | {Series([x['listening_s'] for x in starts]).cell(2)} s |")
+        out(f"| recovery (the server's log line) | {Series([x['recovered_s'] for x in starts]).cell(2)} s |")
+        out(f"| resident memory once listening | {Series([x['resident_mib'] for x in starts]).cell()} MiB |")
         out("")
     for peer, why in results.skipped.items():
         out(f"Skipped {peer}: {why}")
@@ -541,7 +686,21 @@ def document(results: Results, args: argparse.Namespace, versions: dict[str, str
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), **versions},
         "settings": {
             key: getattr(args, key)
-            for key in ("runs", "messages", "cap", "requests", "scale_messages", "expiries", "expiry_rounds")
+            for key in (
+                "runs",
+                "messages",
+                "cap",
+                "requests",
+                "scale_messages",
+                "expiries",
+                "expiry_rounds",
+                "polls",
+                "poll_sends",
+                "poll_wait",
+                "recovery_messages",
+                "stream_credit",
+                "stream_window",
+            )
         }
         | {"payload_bytes": PAYLOAD_BYTES, "batches": args.batch_sizes, "pairs": args.pair_counts},
         "single": [
@@ -567,6 +726,15 @@ def document(results: Results, args: argparse.Namespace, versions: dict[str, str
             for (name, batch, pairs), series in results.cycle.items()
         ],
         "scale": scale,
+        "longpoll": [
+            {key: value for key, value in x.items() if key not in ("wake_delays_us", "send_us")}
+            | {
+                "wake_delay": latency(histogram(x["wake_delays_us"])) if x["wake_delays_us"] else None,
+                "send": latency(histogram(x["send_us"])) if x["send_us"] else None,
+            }
+            for x in results.longpoll
+        ],
+        "recovery": results.recovery,
         "skipped": results.skipped,
     }
 
@@ -579,6 +747,8 @@ def tool_version(command: list[str]) -> str:
 
 
 # ---- main ----
+
+WORKLOADS = ("single", "cycle", "cycle-stream", "scale", "longpoll", "recovery")
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -597,7 +767,33 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairs", default="1,8", help="concurrent producer/consumer pairs (default 1,8)")
     parser.add_argument("--modes", default="memory,durable", help="WonderQ storage modes (default memory,durable)")
     parser.add_argument("--peers", default="beanstalkd,redis", help="peers to run if installed (default both)")
-    parser.add_argument("--workloads", default="single,cycle,scale", help="default single,cycle,scale")
+    parser.add_argument(
+        "--workloads",
+        "--only",
+        default=",".join(WORKLOADS),
+        help=f"the workloads to run, comma-separated (default all: {','.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--stream-credit",
+        type=int,
+        default=STREAM_CREDIT,
+        help=f"cycle-stream: the consumer's credit, at least the batch (default {STREAM_CREDIT}; at most 1,000)",
+    )
+    parser.add_argument(
+        "--stream-window",
+        type=int,
+        default=STREAM_WINDOW,
+        help=f"cycle-stream: messages a producer may have sent unconfirmed (default {STREAM_WINDOW})",
+    )
+    parser.add_argument("--polls", type=int, default=5_000, help="concurrent long polls in 'longpoll' (default 5,000)")
+    parser.add_argument("--poll-sends", type=int, default=200, help="sends timed in 'longpoll' (default 200)")
+    parser.add_argument("--poll-wait", type=float, default=20.0, help="each long poll's wait, 0 to 20 s (default 20)")
+    parser.add_argument(
+        "--recovery-messages",
+        type=int,
+        default=200_000,
+        help="messages stored for 'recovery' (default 200,000; 1,000,000 for the issue's figure)",
+    )
     parser.add_argument(
         "--scale-messages", type=int, default=200_000, help="messages queued for 'scale' (default 200,000)"
     )
@@ -611,11 +807,15 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.runs, args.messages, args.cap, args.requests = 1, 400, 40, 50
         args.scale_messages, args.expiries, args.scale_samples = 2_000, 1_000, 20
+        args.polls, args.poll_sends, args.recovery_messages = 200, 20, 2_000
     args.batch_sizes = [int(b) for b in args.batches.split(",")]
     args.pair_counts = [int(p) for p in args.pairs.split(",")]
     args.mode_list = [m for m in args.modes.split(",") if m]
     args.peer_list = [p for p in args.peers.split(",") if p]
     args.workload_list = [w for w in args.workloads.split(",") if w]
+    for workload in args.workload_list:
+        if workload not in WORKLOADS:
+            parser.error(f"unknown workload {workload!r}: {', '.join(WORKLOADS)}")
     for mode in args.mode_list:
         if mode not in ("memory", "durable"):
             parser.error(f"unknown mode {mode!r}: memory or durable")
@@ -635,17 +835,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             brokers: dict[str, Broker] = {}
             singles: dict[str, Any] = {}
-            bench = {"single", "cycle"} & set(args.workload_list)
+            bench = {"single", "cycle", "cycle-stream"} & set(args.workload_list)
             if bench:
-                launched = {"bare": launch_bare(workdir)}  # in parallel: each takes a second or two to start
-                servers.append(launched["bare"])
+                launched: dict[str, Server] = {}  # in parallel: each takes a second or two to start
+                if "single" in bench:
+                    launched["bare"] = launch_bare(workdir)
+                    servers.append(launched["bare"])
                 for mode in args.mode_list:
                     launched[mode] = launch_wonderq(mode, workdir, max(100, *args.batch_sizes))
                     servers.append(launched[mode])
-                singles["bare"] = BareRoute(listening_url(launched["bare"]))
+                if "bare" in launched:
+                    singles["bare"] = BareRoute(listening_url(launched["bare"]))
                 for mode in args.mode_list:
                     address = listening_url(launched[mode])
-                    brokers[f"wonderq-{mode}"] = singles[f"wonderq-{mode}"] = WonderQ(address)
+                    singles[f"wonderq-{mode}"] = WonderQ(address)
+                    if "cycle" in bench:
+                        brokers[f"wonderq-{mode}"] = singles[f"wonderq-{mode}"]
+                    if "cycle-stream" in bench:
+                        brokers[f"wonderq-stream-{mode}"] = WonderQStream(
+                            address, args.stream_credit, args.stream_window
+                        )
                     progress(f"started wonderq --{mode} (pid {launched[mode].pid}) on {address}")
                 if "beanstalkd" in args.peer_list:
                     why = beanstalkd_missing()
@@ -674,18 +883,30 @@ def main(argv: Sequence[str] | None = None) -> None:
                         brokers["redis"] = singles["redis"] = Redis(port)
                         progress(f"started redis (pid {server.pid}) on 127.0.0.1:{port}")
                 for broker in brokers.values():  # warm up
-                    if isinstance(broker, WonderQ):
+                    if isinstance(broker, WonderQ | WonderQStream):
                         run_pairs(broker, "warmup", 200, 10, 1)
                 for run in range(args.runs):
                     if "single" in args.workload_list:
                         measure_single(results, singles, run, args.requests, args.runs)
-                    if "cycle" in args.workload_list:
+                    if {"cycle", "cycle-stream"} & bench:
                         measure_cycle(results, brokers, run, args)
                 for server in servers:
                     server.stop()
                 servers.clear()
             if "scale" in args.workload_list:
                 measure_scale(results, workdir, args)
+            if "longpoll" in args.workload_list:
+                for run in range(args.runs):
+                    try:
+                        figures = measure_longpoll(workdir, args.polls, args.poll_sends, args.poll_wait, progress)
+                    except Exception as error:  # recorded and reported: the other workloads' figures stand
+                        results.skipped[f"longpoll run {run + 1}"] = f"failed: {error!r}"
+                        progress(f"run {run + 1}/{args.runs} longpoll failed: {error!r}")
+                        continue
+                    results.longpoll.append(figures)
+                    progress(f"run {run + 1}/{args.runs} longpoll: {longpoll_summary(figures)}")
+            if "recovery" in args.workload_list:
+                measure_recovery(results, workdir, args)
         finally:
             for server in servers:
                 server.stop()
