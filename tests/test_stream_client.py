@@ -6,12 +6,15 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import trio
 
 from tests.servers import ServerProcess, server_process, serving
+from wonderq import stream_client
 from wonderq.client import AsyncClient, Client, WonderQClientError
+from wonderq.stream import MAX_CREDIT
 from wonderq.stream_client import astream, stream
 
 
@@ -68,3 +71,19 @@ def test_sigterm_with_an_open_stream_exits_promptly() -> None:
         started = time.monotonic()
         assert process.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 3
+
+
+def test_the_socket_buffers_two_full_windows_of_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx-ws's default buffer (512 frames) is below one window of one-message frames: a consumer slow to read
+    would block its reader thread until the socket died of a ping timeout."""
+    seen: dict[str, object] = {}
+
+    @contextmanager
+    def fake_connect_ws(url: str, http: object, **options: object) -> Iterator[object]:
+        seen.update(options)
+        yield object()
+
+    monkeypatch.setattr(stream_client, "connect_ws", fake_connect_ws)
+    with Client("http://127.0.0.1:9") as client, stream(client, "q"):
+        pass
+    assert seen["queue_size"] == stream_client.QUEUE_FRAMES >= 2 * MAX_CREDIT

@@ -44,6 +44,10 @@ from wonderq.client import (
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # the largest frame the client takes (a full window of large messages)
 CLOSED = (WebSocketDisconnect, WebSocketNetworkError, LocalProtocolError)  # a socket the server has closed
+# Frames the socket buffers unread. httpx-ws's default (512) is below the largest window (1,000 messages, which
+# may come one per frame): a consumer slow to read would fill it, httpx-ws's reader thread would block, stop
+# seeing the server's pongs, and the socket would die of a ping timeout. Frames are small; room for two windows.
+QUEUE_FRAMES = 2_048
 
 
 class Frames:
@@ -244,7 +248,7 @@ class AsyncStream:
 def stream(client: Client, queue_name: str) -> Iterator[Stream]:
     """A blocking stream on `queue_name`, over `client`'s connection settings."""
     opened: AbstractContextManager[WebSocketSession] = connect_ws(
-        queue_path(queue_name, "stream"), client.http, max_message_size_bytes=MAX_FRAME_BYTES
+        queue_path(queue_name, "stream"), client.http, max_message_size_bytes=MAX_FRAME_BYTES, queue_size=QUEUE_FRAMES
     )
     with opened as socket:
         opened_stream = Stream(socket)
@@ -258,7 +262,7 @@ def stream(client: Client, queue_name: str) -> Iterator[Stream]:
 async def astream(client: AsyncClient, queue_name: str) -> AsyncIterator[AsyncStream]:
     """An async stream on `queue_name`, over `client`'s connection settings."""
     opened: AbstractAsyncContextManager[AsyncWebSocketSession] = aconnect_ws(
-        queue_path(queue_name, "stream"), client.http, max_message_size_bytes=MAX_FRAME_BYTES
+        queue_path(queue_name, "stream"), client.http, max_message_size_bytes=MAX_FRAME_BYTES, queue_size=QUEUE_FRAMES
     )
     async with opened as socket:
         opened_stream = AsyncStream(socket)
