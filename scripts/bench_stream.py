@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import orjson
-from bench_brokers import LONG_POLL, STALL, Ready, Timing, http_client, payload
+from bench_brokers import LONG_POLL, STALL, Ready, Timing, WonderQ, payload
 from httpx_ws import WebSocketSession, connect_ws
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # the largest frame taken from the server (a full window of messages)
@@ -28,22 +28,15 @@ CREDIT = 100  # the consumer's prefetch window, in messages (raised to the batch
 WINDOW = 1000  # the most messages a producer has sent and not yet seen confirmed by `sent`
 
 
-class WonderQStream:
-    """WonderQ's full cycle over the streaming path. `batch` is the messages per send frame and the receipts per
-    ack frame; the consumer's credit is max(credit, batch) and the producer's window max(window, batch)."""
+class WonderQStream(WonderQ):
+    """WonderQ's full cycle over the streaming path (queues prepared over HTTP, as `WonderQ` does). `batch` is
+    the messages per send frame and the receipts per ack frame; the consumer's credit is max(credit, batch) and
+    the producer's window max(window, batch)."""
 
     def __init__(self, url: str, credit: int = CREDIT, window: int = WINDOW) -> None:
-        self.url = url
+        super().__init__(url)
         self.credit = credit  # messages
         self.window = window  # messages
-
-    def _client(self) -> httpx.Client:
-        return http_client(self.url, 60)
-
-    def prepare(self, queue: str) -> None:
-        with self._client() as http:
-            http.put(f"/v1/queues/{queue}").raise_for_status()
-            http.post(f"/v1/queues/{queue}/purge").raise_for_status()
 
     def producer(self, queue: str, first: int, count: int, batch: int, ready: Ready) -> None:
         window = max(self.window, batch)
