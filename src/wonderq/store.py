@@ -378,8 +378,11 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise storage_error(error) from error
         finally:
-            if relax:
-                db.execute("PRAGMA synchronous = FULL")
+            if relax:  # back to FULL for the next commit; a store that cannot say FULL again must not go on
+                try:
+                    db.execute("PRAGMA synchronous = FULL")
+                except sqlite3.Error as error:
+                    raise storage_error(error) from error
 
     def room(self) -> int | None:
         """Bytes that sends may still add (by `message_cost`) before the store refuses them; None: no limit.
