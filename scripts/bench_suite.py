@@ -583,9 +583,6 @@ def report(results: Results, args: argparse.Namespace) -> list[str]:
                 f"| resident memory per 1,000,000 messages (extrapolated) + empty server"
                 f" | {fill_['per_million_mib'] + fill_['resident_empty_mib']:,.0f} MiB |"
             )
-        else:
-            full = fill_["resident_full_mib"]
-            out(f"| resident memory with {fill_['messages']:,} queued, measured | {full:,.0f} MiB |")
         for label, latencies in results.scale["receive"].items():
             p50 = Series([x.p50 for x in latencies])
             p99 = Series([x.p99 for x in latencies])
