@@ -11,7 +11,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 
 # Lower layers first. A module may import only from layers before its own.
 LAYERS: list[set[str]] = [
-    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "openapi"},
+    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "openapi", "principals"},
     {"core", "store"},
     {"commands", "config", "metrics"},
     {"actor"},

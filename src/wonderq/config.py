@@ -14,6 +14,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from wonderq.core import MAX_VISIBILITY_TIMEOUT, Limits
 
 MIB = 1024 * 1024
+HOUR = 3600.0
+DAY = 24 * HOUR
+# ALLOWED_HOSTS: "*" (any), or host names / IP literals separated by commas, ".example.com" for its subdomains too
+HOST_NAME = r"(\*|\.?[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])"
+HOST_LIST = rf"^({HOST_NAME}(,{HOST_NAME})*)?$"
+# ALLOWED_ORIGINS: scheme://host[:port], separated by commas
+ORIGIN = r"https?://([A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(:[0-9]{1,5})?"
+ORIGIN_LIST = rf"^({ORIGIN}(,{ORIGIN})*)?$"
 KEY_PAIR = r"[A-Za-z0-9]{1,128}:[^,:\s]{1,128}"  # an access key id and its secret
 KEY_PAIRS = rf"^({KEY_PAIR}(,{KEY_PAIR})*)?$"
 
@@ -43,12 +51,65 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # one line per record; json: one object per line
     # "KEY:SECRET,KEY:SECRET": when given, SQS requests must be signed (SigV4) with one of these keys
     sqs_access_keys: Annotated[str, Field(pattern=KEY_PAIRS, repr=False)] = ""
+    sqs_allow_unsigned_payload: bool = False  # accept SigV4 requests signed with UNSIGNED-PAYLOAD
+
+    # ---- who may do what, from where (docs/security.md) ----
+    auth_file: Path | None = None  # the principals (TOML); without one, auth is off (loopback binds only)
+    insecure: bool = False  # serve without auth on a non-loopback address (refused otherwise)
+    allowed_hosts: Annotated[str, Field(pattern=HOST_LIST)] = ""  # Host names served; "": see docs/security.md
+    allowed_origins: Annotated[str, Field(pattern=ORIGIN_LIST)] = ""  # other origins browsers may call from (CORS)
+    session_ttl: Annotated[float, Field(gt=0, le=30 * DAY)] = 12 * HOUR  # seconds a dashboard sign-in lasts
+    max_sessions: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000  # dashboard sign-ins kept; oldest go first
+
+    # ---- how much: limits and overload (docs/security.md, Limits) ----
+    rate_limit: Annotated[float, Field(ge=0)] = 2_000.0  # requests/s per principal (client address without auth)
+    rate_burst: Annotated[int, Field(ge=1)] = 4_000  # requests a principal may make at once
+    global_rate_limit: Annotated[float, Field(ge=0)] = 10_000.0  # requests/s for the whole server; 0: none
+    global_rate_burst: Annotated[int, Field(ge=1)] = 20_000
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000  # open connections at once
+    max_queues: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000  # queues on this server
+    max_queue_messages: Annotated[int, Field(ge=0)] = 1_000_000  # messages in one queue; 0: no limit
+    max_long_polls: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000  # receives waiting at once
+    max_streams: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000  # streaming (WebSocket) connections at once
+    stream_buffer_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 1 * MIB  # unsent frames per socket
+    body_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0  # seconds to receive a whole request body
+    inbox_timeout: Annotated[float, Field(gt=0, le=3600)] = 5.0  # seconds a request waits for the actor's inbox
+    backlog: Annotated[int, Field(ge=1, le=65_535)] = 4_096  # listen backlog (the kernel caps it at somaxconn)
+    reserve_bytes: Annotated[int, Field(ge=0)] = 64 * MIB  # disk kept free for acks on a full disk; 0: none
+
+    # ---- over what channel: TLS (docs/security.md, TLS) ----
+    certfile: Path | None = None  # PEM certificate chain; with keyfile, serve HTTPS (and HTTP/2)
+    keyfile: Path | None = None
+    ca_certs: Path | None = None  # PEM CA bundle that client certificates must chain to
+    verify_client: bool = False  # require a client certificate signed by ca_certs
 
     @model_validator(mode="after")
     def _request_holds_a_message(self) -> Settings:
         if self.max_request_bytes < self.max_message_bytes:
             raise ValueError("MAX_REQUEST_BYTES must be at least MAX_MESSAGE_BYTES")
         return self
+
+    @model_validator(mode="after")
+    def _tls_is_whole(self) -> Settings:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("CERTFILE and KEYFILE go together: give both, or neither")
+        if self.verify_client and self.ca_certs is None:
+            raise ValueError("VERIFY_CLIENT needs CA_CERTS, the CA that client certificates must chain to")
+        if self.ca_certs is not None and self.certfile is None:
+            raise ValueError("CA_CERTS verifies client certificates over TLS: give CERTFILE and KEYFILE too")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+    def host_names(self) -> tuple[str, ...]:
+        """ALLOWED_HOSTS as a tuple (empty: the defaults of docs/security.md apply)."""
+        return tuple(name.lower() for name in self.allowed_hosts.split(",") if name)
+
+    def origins(self) -> tuple[str, ...]:
+        """ALLOWED_ORIGINS as a tuple, lower-case."""
+        return tuple(origin.lower() for origin in self.allowed_origins.split(",") if origin)
 
     @property
     def in_memory(self) -> bool:

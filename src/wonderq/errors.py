@@ -14,6 +14,7 @@ class WonderQError(Exception):
 
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
+    retry_after: float | None = None  # seconds: sent as `Retry-After` (whole seconds, rounded up) when set
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -54,6 +55,75 @@ class MessageNotFound(WonderQError):
     code = "message_not_found"
 
 
+class RequestTimeout(WonderQError):
+    """The request body did not arrive within BODY_TIMEOUT seconds."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class Unauthorized(WonderQError):
+    """No credentials, or credentials that name no principal (a bad token, an ended session)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(WonderQError):
+    """The principal is known but lacks the permission this request needs on this queue."""
+
+    status = 403
+    code = "forbidden"
+
+
+class CrossSiteRefused(WonderQError):
+    """A browser request from another site (by `Origin` or `Sec-Fetch-Site`) to a route that changes state."""
+
+    status = 403
+    code = "cross_site_refused"
+
+
+class UnsupportedMediaType(WonderQError):
+    """A body that must be JSON came with another content type (a form post, `text/plain`)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class HostNotAllowed(WonderQError):
+    """The `Host` header names no host this server answers for (ALLOWED_HOSTS): DNS rebinding is refused."""
+
+    status = 421
+    code = "host_not_allowed"
+
+
+class RateLimited(WonderQError):
+    """The principal (or client address), or the server as a whole, is over its request rate."""
+
+    status = 429
+    code = "rate_limited"
+    retry_after = 1.0
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # this refusal's own wait, in seconds
+
+
+class QueueFull(WonderQError):
+    """The queue holds MAX_QUEUE_MESSAGES messages: a send waits until consumers make room."""
+
+    status = 429
+    code = "queue_full"
+    retry_after = 1.0
+
+
+class TooManyQueues(WonderQError):
+    """The server holds MAX_QUEUES queues: a new one needs another deleted first."""
+
+    status = 409
+    code = "too_many_queues"
+
+
 class RouteNotFound(WonderQError):
     status = 404
     code = "not_found"
@@ -91,6 +161,38 @@ class RequestTooLarge(WonderQError):
 class ShuttingDown(WonderQError):
     status = 503
     code = "shutting_down"
+
+
+class Overloaded(WonderQError):
+    """The actor's inbox stayed full for INBOX_TIMEOUT seconds: the broker is behind; try again shortly."""
+
+    status = 503
+    code = "overloaded"
+    retry_after = 1.0
+
+
+class TooManyLongPolls(WonderQError):
+    """MAX_LONG_POLLS receives are already waiting for messages."""
+
+    status = 503
+    code = "too_many_long_polls"
+    retry_after = 1.0
+
+
+class TooManyStreams(WonderQError):
+    """MAX_STREAMS streaming connections are already open."""
+
+    status = 503
+    code = "too_many_streams"
+    retry_after = 1.0
+
+
+class TooManyConnections(WonderQError):
+    """MAX_CONNECTIONS connections are already open (answered by the listener itself, then closed)."""
+
+    status = 503
+    code = "too_many_connections"
+    retry_after = 1.0
 
 
 class StorageFull(WonderQError):
