@@ -13,7 +13,8 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 LAYERS: list[set[str]] = [
     {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "openapi", "principals"},
     {"core", "store"},
-    {"commands", "config", "metrics"},
+    {"commands", "config", "metrics", "ratelimit"},
+    {"access"},
     {"actor"},
     {"ticker"},
     {"stream", "sqs", "dashboard"},

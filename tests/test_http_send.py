@@ -275,6 +275,7 @@ def entries_with(index: int, bad: Any, total: int = 4) -> list[Any]:
     [
         (entries_with(2, {"body_base64": "not base64!"}), 400, "invalid_body", "message 2"),
         (entries_with(2, {"body_base64": "QUJ"}), 400, "invalid_body", "message 2"),
+        (entries_with(2, {"body_base64": "é"}), 400, "invalid_body", "message 2"),  # not ASCII: was a 500
         (entries_with(1, {"body": 1, "body_base64": "QUJD"}), 400, "invalid_parameter", "messages.1"),
         (entries_with(3, {"content_type": TEXT}), 400, "invalid_parameter", "messages.3"),
         (entries_with(1, {"body": 1, "priority": 2**31}), 400, "invalid_parameter", "message 1"),

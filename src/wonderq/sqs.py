@@ -31,6 +31,7 @@ from quart_trio import QuartTrio
 
 from wonderq import openapi
 from wonderq import sqs_wire as wire
+from wonderq.access import Access
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -1150,8 +1151,9 @@ def _body_text(payload: Payload) -> str:
     return base64.b64encode(payload.data).decode("ascii")
 
 
-def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
+def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
     """Serve SQS on `POST /` of `app` (and on `POST /<account>/<queue>`, where some SDKs send queue actions)."""
+    del access  # (who may sign requests: still SQS_ACCESS_KEYS, read by the adapter)
     adapter = SqsAdapter(handle, settings)
 
     @openapi.operation(

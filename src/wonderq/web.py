@@ -7,7 +7,6 @@ No queue rule lives here; the core decides. Errors of every kind leave through o
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import json
 import logging
@@ -26,6 +25,7 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from wonderq import __version__, dashboard, openapi, sqs, stream
+from wonderq.access import Access
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -227,7 +227,7 @@ def _entry_payload(index: int, entry: BatchEntryIn) -> Payload:
         where = f"message {index}"
         try:
             data = base64.b64decode(entry.body_base64, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error (not base64), or a character beyond ASCII
             raise InvalidBody(f"{where}: body_base64 is not valid base64") from None
         return make_payload(data, entry.content_type or DEFAULT_CONTENT_TYPE, where)._replace(attributes=attributes)
     content_type = entry.content_type or "application/json"
@@ -370,7 +370,11 @@ def log_access(level: int, args: tuple[object, ...], fields: dict[str, object]) 
 # ---- the app ------------------------------------------------------------------------------------------
 
 
-def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
+def create_app(handle: ActorHandle, settings: Settings, access: Access | None = None) -> QuartTrio:
+    """The app serving every front end through `handle`, with the access rules `access` (by default, those
+    `settings` give: the auth file is read here)."""
+    if access is None:
+        access = Access.from_settings(settings)
     app = QuartTrio("wonderq")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -433,7 +437,7 @@ def create_app(handle: ActorHandle, settings: Settings) -> QuartTrio:
                 raise too_large
         return make_payload(bytes(data), request.content_type or DEFAULT_CONTENT_TYPE)
 
-    sqs.install(app, handle, settings)
+    sqs.install(app, handle, settings, access)
     stream.install(app, handle, settings, entries_messages, render_lease)
     dashboard.install(app, handle, settings)
 
