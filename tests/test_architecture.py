@@ -11,12 +11,13 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 
 # Lower layers first. A module may import only from layers before its own.
 LAYERS: list[set[str]] = [
-    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "openapi", "principals"},
+    {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "principals", "crosssite", "sessions"},
     {"core", "store"},
     {"commands", "config", "metrics", "ratelimit"},
     {"access"},
     {"actor"},
-    {"ticker"},
+    {"ticker", "jsonbody"},
+    {"gate", "openapi"},
     {"stream", "sqs", "dashboard"},
     {"web"},
     {"server"},

@@ -23,17 +23,23 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 import trio
-from quart import Response
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 
 from wonderq import openapi
+from wonderq.access import Access, needs, public
 from wonderq.actor import ActorHandle, ActorStatistics
 from wonderq.commands import Command, Delete, ListQueues
 from wonderq.config import Settings
 from wonderq.core import check_queue_name
-from wonderq.errors import MessageNotFound, ShuttingDown, WonderQError
+from wonderq.errors import InvalidParameter, MessageNotFound, ShuttingDown, Unauthorized, WonderQError
+from wonderq.gate import current_principal, see_other
+from wonderq.jsonbody import read_json
 from wonderq.model import QueueStats
+from wonderq.principals import ALL, Permission, Principal
+from wonderq.sessions import COOKIE
 
 log = logging.getLogger("wonderq.dashboard")
 
@@ -42,6 +48,7 @@ R = TypeVar("R")
 TICK = 1.0  # seconds between two looks at the statistics
 KEEPALIVE = 15.0  # seconds after which an unchanged snapshot is sent again, so that proxies keep the stream open
 STOP_CHECK = 0.2  # seconds between two checks, while waiting for the next tick, for a server shutdown
+MONITOR = Permission.MONITOR
 RETRY_MS = 2000  # milliseconds a browser waits before it reconnects a dropped event stream (the SSE `retry`)
 STATIC_PACKAGE = "static"  # the assets' directory inside the wonderq package
 
@@ -60,6 +67,11 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    token: str = Field(max_length=200)
 
 
 class Broker(Protocol):
@@ -198,16 +210,27 @@ class EventHub:
         )
 
 
-def event_stream(hub: EventHub) -> AsyncIterator[bytes]:
-    """The body of a `GET /v1/events` response: an SSE `stats` event per snapshot."""
+def event_stream(hub: EventHub, principal: Principal | None = None) -> AsyncIterator[bytes]:
+    """The body of a `GET /v1/events` response: an SSE `stats` event per snapshot, showing only the queues
+    `principal` may monitor (all of them without one)."""
 
     async def stream() -> AsyncIterator[bytes]:
         yield b"retry: %d\n\n" % RETRY_MS
         async with aclosing(hub.subscribe()) as snapshots:  # closed with the response: the subscriber leaves
             async for payload in snapshots:
-                yield b"event: stats\ndata: " + payload + b"\n\n"
+                shown = payload if principal is None else only_monitored(payload, principal)
+                yield b"event: stats\ndata: " + shown + b"\n\n"
 
     return stream()
+
+
+def only_monitored(payload: bytes, principal: Principal) -> bytes:
+    """A snapshot with only the queues `principal` may monitor (each subscriber of a restricted principal pays for
+    one decode and encode per snapshot; the rest share the published bytes)."""
+    snapshot = orjson.loads(payload)
+    snapshot["queues"] = [queue for queue in snapshot["queues"] if principal.allows(MONITOR, queue["name"])]
+    snapshot["oldest"] = {name: at for name, at in snapshot["oldest"].items() if principal.allows(MONITOR, name)}
+    return orjson.dumps(snapshot)
 
 
 def _server_stopping(handle: ActorHandle) -> bool:
@@ -254,10 +277,10 @@ def _asset_response(asset: tuple[bytes, str]) -> Response:
 # ---- the routes -----------------------------------------------------------------------------------------------
 
 
-def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
+def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
     """Serve the dashboard on `app`: `GET /`, `GET /dashboard/queues/<name>`, `GET /static/<path>`,
-    `GET /v1/events` and `POST /dashboard/api/queues/<name>/messages/<id>/delete`."""
-    del settings  # the dashboard has no settings of its own
+    `GET /v1/events`, `POST /dashboard/api/queues/<name>/messages/<id>/delete`, and signing in and out
+    (`/dashboard/login`, `/dashboard/logout`, `GET /dashboard/session`)."""
     assets = load_assets()
 
     def spawn(producer: Callable[[], Awaitable[None]]) -> None:
@@ -275,15 +298,74 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
             raise NotFound()
         return _asset_response(found)
 
+    @needs(MONITOR, queue_arg=None, page=True)
     @openapi.operation(summary="The live dashboard (HTML)", tag="dashboard", reply_type="text/html", errors=())
     async def overview() -> Response:
         return asset("index.html")
 
+    @needs(MONITOR, page=True)
     @openapi.operation(summary="A queue's dashboard page (HTML)", tag="dashboard", reply_type="text/html")
     async def queue_page(name: str) -> Response:
         check_queue_name(name)
         return asset("queue.html")
 
+    @public()
+    @openapi.operation(
+        summary="The dashboard's sign-in page (HTML)", tag="dashboard", reply_type="text/html", errors=()
+    )
+    async def sign_in_page() -> Response:
+        if not access.enabled:
+            return see_other("/")  # auth is off: nothing to sign in to
+        return asset("login.html")
+
+    @public()
+    @openapi.operation(
+        summary="Sign in to the dashboard with a token: a session cookie (HttpOnly, SameSite=Strict)",
+        tag="dashboard",
+        status=204,
+        body=SignIn,
+        errors=(400, 401),
+    )
+    async def sign_in() -> Response:
+        given = await read_json(SignIn, required=True)
+        if access.principals is None:
+            raise InvalidParameter("authentication is off on this server: there is nothing to sign in to")
+        principal = access.principals.by_token(given.token)
+        if principal is None:
+            raise Unauthorized("the token is not valid")
+        session_id = access.sessions.start(principal.name, trio.current_time())
+        response = Response(b"", status=204)
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            max_age=int(access.sessions.ttl),
+            path="/",
+            secure=request.scheme == "https",
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
+
+    @public()
+    @openapi.operation(summary="Sign out of the dashboard", tag="dashboard", status=204, errors=())
+    async def sign_out() -> Response:
+        session_id = request.cookies.get(COOKIE)
+        if session_id:
+            access.sessions.end(session_id)
+        response = Response(b"", status=204)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict")
+        return response
+
+    @needs(*ALL, queue_arg=None)
+    @openapi.operation(
+        summary="Who the dashboard is signed in as", tag="dashboard", reply_type="application/json", errors=(401,)
+    )
+    async def session() -> Response:
+        principal = current_principal()
+        shown = {"auth": access.enabled, "principal": principal.name if access.enabled else None}
+        return Response(orjson.dumps(shown), status=200, content_type="application/json")
+
+    @public()
     @openapi.operation(
         summary="The dashboard's files (JS, CSS, icons), all from the package",
         tag="dashboard",
@@ -293,6 +375,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
     async def static_file(filename: str) -> Response:
         return asset(filename)
 
+    @needs(MONITOR, queue_arg=None)
     @openapi.operation(
         summary="Server-sent events: `stats` with every queue's stats, when they change (15 s keep-alive)",
         tag="dashboard",
@@ -302,12 +385,15 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
     async def events() -> Response:
         if hub.closed:
             raise ShuttingDown("the server is shutting down")
-        response = Response(event_stream(hub), status=200, content_type="text/event-stream")
+        principal = current_principal()
+        restricted = None if principal.allows_everywhere(MONITOR) else principal
+        response = Response(event_stream(hub, restricted), status=200, content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Accel-Buffering"] = "no"  # a reverse proxy must pass events on at once
         response.timeout = None  # the stream lasts as long as the page is open
         return response
 
+    @needs(Permission.ADMIN)
     @openapi.operation(
         summary="Delete one message, whatever its state (the dashboard's delete action)",
         tag="dashboard",
@@ -323,6 +409,10 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings) -> None:
     app.add_url_rule("/", "dashboard", overview, methods=["GET"])
     app.add_url_rule("/dashboard/queues/<name>", "dashboard_queue", queue_page, methods=["GET"])
     app.add_url_rule("/v1/events", "events", events, methods=["GET"])
+    app.add_url_rule("/dashboard/login", "dashboard_sign_in_page", sign_in_page, methods=["GET"])
+    app.add_url_rule("/dashboard/login", "dashboard_sign_in", sign_in, methods=["POST"])
+    app.add_url_rule("/dashboard/logout", "dashboard_sign_out", sign_out, methods=["POST"])
+    app.add_url_rule("/dashboard/session", "dashboard_session", session, methods=["GET"])
     app.add_url_rule(
         "/dashboard/api/queues/<name>/messages/<message_id>/delete",
         "dashboard_delete_message",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue
 from pydantic.json_schema import models_json_schema
 
 from wonderq import __version__
+from wonderq.access import need_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,10 +24,16 @@ REF = "#/components/schemas/{model}"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 ERROR_STATUSES = {
     400: "Bad request: `invalid_parameter`, `invalid_queue_name`, `invalid_body`, `empty_message`, `batch_too_large`",
+    401: "`unauthorized`: no credentials, a bad token or an ended session (auth on: docs/security.md)",
+    403: "`forbidden` (the principal lacks the permission) or `cross_site_refused` (a browser on another site)",
     404: "`queue_not_found`, `message_not_found` or `not_found`",
-    409: "`lease_lost` or `queue_in_use`",
+    408: "`request_timeout`: the body did not arrive within BODY_TIMEOUT",
+    409: "`lease_lost`, `queue_in_use` or `too_many_queues`",
     413: "`message_too_large` or `request_too_large`",
-    503: "`shutting_down` or `storage_unavailable`",
+    415: "`unsupported_media_type`: a body that must be JSON is not labelled JSON",
+    421: "`host_not_allowed`: the Host header names no host this server answers for",
+    429: "`rate_limited`, or `queue_full` on a send (with Retry-After)",
+    503: "`overloaded`, `too_many_long_polls`, `too_many_streams`, `shutting_down` or `storage_unavailable`",
     507: "`insufficient_storage`",
 }
 
@@ -80,7 +87,7 @@ def document(app: Any) -> dict[str, Any]:
                 models[model.__name__] = model
         item = paths.setdefault(openapi_path(rule.rule), {})
         for method in sorted(set(rule.methods or ()) - IGNORED_METHODS):
-            item[method.lower()] = _operation(rule, method, found)
+            item[method.lower()] = _operation(rule, method, found, _gate_errors(view, method, found))
     _, definitions = models_json_schema([(model, "validation") for model in models.values()], ref_template=REF)
     converted: dict[str, Any] = _as_openapi_30(
         {
@@ -121,7 +128,26 @@ def _as_openapi_30(node: Any) -> Any:
     return converted
 
 
-def _operation(rule: Any, method: str, found: Operation) -> dict[str, Any]:
+def _gate_errors(view: Callable[..., Any], method: str, found: Operation) -> set[int]:
+    """The statuses the HTTP gate (and the actor's overload) may answer on this route, beside its own."""
+    need = need_of(view)
+    statuses = {421}
+    if need is None or need.sqs:
+        return statuses | {403, 429}
+    if need.rated:
+        statuses.add(429)
+    if need.leases or method not in ("GET", "HEAD"):
+        statuses.add(403)
+    if not need.public:
+        statuses |= {401, 403, 503}
+    if found.body is not None:
+        statuses |= {408, 415}
+    elif found.raw_body is not None:
+        statuses.add(408)
+    return statuses
+
+
+def _operation(rule: Any, method: str, found: Operation, gate_errors: set[int]) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in rule.arguments
     ]
@@ -145,7 +171,10 @@ def _operation(rule: Any, method: str, found: Operation) -> dict[str, Any]:
         "parameters": parameters,
         "responses": {
             str(found.status): success,
-            **{str(status): {"description": ERROR_STATUSES[status], "content": error} for status in found.errors},
+            **{
+                str(status): {"description": ERROR_STATUSES[status], "content": error}
+                for status in sorted(set(found.errors) | gate_errors)
+            },
         },
     }
     if found.body is not None:

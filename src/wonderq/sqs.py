@@ -31,7 +31,7 @@ from quart_trio import QuartTrio
 
 from wonderq import openapi
 from wonderq import sqs_wire as wire
-from wonderq.access import Access
+from wonderq.access import Access, sqs_route
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -1156,6 +1156,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
     del access  # (who may sign requests: still SQS_ACCESS_KEYS, read by the adapter)
     adapter = SqsAdapter(handle, settings)
 
+    @sqs_route
     @openapi.operation(
         summary="Amazon SQS, AWS JSON 1.0: X-Amz-Target: AmazonSQS.<Action> (docs/sqs.md)",
         tag="sqs",

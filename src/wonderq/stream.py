@@ -23,12 +23,14 @@ from quart import websocket
 from quart_trio import QuartTrio
 
 from wonderq import openapi
+from wonderq.access import needs
 from wonderq.actor import ActorHandle
 from wonderq.commands import MAX_WAIT, AckBatch, ChangeVisibility, GetQueue, Receive, Send
 from wonderq.config import Settings
 from wonderq.core import check_queue_name, split_receipt
 from wonderq.errors import WonderQError
 from wonderq.model import Lease, Outgoing
+from wonderq.principals import Permission
 
 Entries = Callable[[Sequence[Any]], list[Outgoing]]  # batch entries (JSON) to messages, with API v1's rules
 Render = Callable[[Lease], dict[str, Any]]  # a lease as API v1 shows it
@@ -237,6 +239,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, entries: En
     """Serve the streaming path on `app`. `entries` turns batch entries into messages, `render` shows a lease,
     both as API v1 does."""
 
+    @needs(Permission.RECEIVE, Permission.SEND)
     @openapi.operation(
         summary="The streaming path (WebSocket): push delivery with a prefetch window, acks, streamed sends",
         tag="stream",

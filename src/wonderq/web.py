@@ -18,14 +18,15 @@ from typing import Annotated, Any
 
 import orjson
 import pydantic_core
+import trio
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 from quart import Response, g, request
 from quart_trio import QuartTrio
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
-from wonderq import __version__, dashboard, openapi, sqs, stream
-from wonderq.access import Access
+from wonderq import __version__, dashboard, gate, openapi, sqs, stream
+from wonderq.access import Access, needs, public
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -49,15 +50,23 @@ from wonderq.errors import (
     InvalidParameter,
     MessageTooLarge,
     MethodNotAllowed,
+    RequestTimeout,
     RequestTooLarge,
     RouteNotFound,
+    Unauthorized,
     WonderQError,
 )
+from wonderq.gate import current_principal, require
+from wonderq.jsonbody import describe, from_values, read_json
 from wonderq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from wonderq.model import NO_ATTRIBUTES, Attributes, Lease, MessageView, Outgoing, Payload, QueueStats, State
+from wonderq.principals import Permission
+from wonderq.ratelimit import retry_after_header
 
 log = logging.getLogger("wonderq.web")
 access_log = logging.getLogger("wonderq.access")
+
+SEND, RECEIVE, ADMIN, MONITOR = Permission.SEND, Permission.RECEIVE, Permission.ADMIN, Permission.MONITOR
 
 CLASSIC_QUEUE = "default"  # the queue the classic routes (/addMessage, ...) work on
 API_DOCS_ASSETS = {  # the Swagger UI files the page loads, all from the swagger-ui-bundle package
@@ -253,7 +262,7 @@ def entries_messages(entries: Sequence[Any]) -> list[Outgoing]:
     try:
         batch = BatchIn.model_validate({"messages": list(entries)}, strict=True)
     except ValidationError as error:
-        raise InvalidParameter(_describe(error)) from None
+        raise InvalidParameter(describe(error)) from None
     return batch_messages(batch)
 
 
@@ -338,15 +347,12 @@ def render_view(view: MessageView) -> dict[str, Any]:
 
 
 def error_response(error: WonderQError) -> Response:
-    return json_response({"error": {"code": error.code, "message": error.message}}, error.status)
-
-
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors(include_url=False):
-        where = ".".join(str(part) for part in item["loc"])
-        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
-    return "; ".join(parts)
+    response = json_response({"error": {"code": error.code, "message": error.message}}, error.status)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = retry_after_header(error.retry_after)
+    if isinstance(error, Unauthorized):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="wonderq"'
+    return response
 
 
 def new_request_id() -> str:
@@ -377,21 +383,16 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         access = Access.from_settings(settings)
     app = QuartTrio("wonderq")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
 
-    async def read_json(model: type[_Strict], *, required: bool) -> Any:
-        data = await request.get_data(cache=True, as_text=False, parse_form_data=False)
-        if not data.strip():
-            if required:
-                raise InvalidBody("this request needs a JSON body")
-            return model()
-        try:
-            # Strict: a JSON body must use JSON types (no `true` or `"5"` where a number belongs).
-            return model.model_validate_json(data, strict=True)
-        except ValidationError as error:
-            if any(item["type"] == "json_invalid" for item in error.errors()):
-                raise InvalidBody(f"the body is not valid JSON: {_describe(error)}") from None
-            raise InvalidParameter(_describe(error)) from None
+    @app.before_request
+    async def _start_request() -> None:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given if given and REQUEST_ID.fullmatch(given) else new_request_id()
+        g.started = time.perf_counter()
+
+    gate.install(app, access)  # after the request id is set, so that every refusal carries it
 
     defaults: dict[type[_Strict], Any] = {}  # each model with no parameters given, made once (they are frozen)
 
@@ -406,12 +407,6 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         given = {key: value for key, value in args.items() if not key.startswith(skip)}
         return from_values(model, {**given, **(extra or {})})
 
-    def from_values(model: type[_Strict], values: dict[str, Any]) -> Any:
-        try:
-            return model.model_validate(values)
-        except ValidationError as error:
-            raise InvalidParameter(_describe(error)) from None
-
     def attributes_from_query() -> Attributes:
         if not request.args:
             return NO_ATTRIBUTES
@@ -424,6 +419,14 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
                 given[name] = values[0]
         return make_attributes(given)
 
+    async def monitored_queues() -> list[QueueStats]:
+        """Every queue's stats, but only the queues the request's principal may monitor."""
+        principal = current_principal()
+        queues = await handle.ask(ListQueues())
+        if principal.allows_everywhere(MONITOR):
+            return queues
+        return [stats for stats in queues if principal.allows(MONITOR, stats.name)]
+
     async def read_message_body() -> Payload:
         """The raw request body as one message: capped at max_message_bytes while it streams in."""
         limit = settings.max_message_bytes
@@ -431,15 +434,18 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         if request.content_length is not None and request.content_length > limit:
             raise too_large
         data = bytearray()
-        async for chunk in request.body:
-            data += chunk
-            if len(data) > limit:
-                raise too_large
+        with trio.move_on_after(settings.body_timeout) as waited:
+            async for chunk in request.body:
+                data += chunk
+                if len(data) > limit:
+                    raise too_large
+        if waited.cancelled_caught:
+            raise RequestTimeout(f"the message did not arrive within {settings.body_timeout:g} s (BODY_TIMEOUT)")
         return make_payload(bytes(data), request.content_type or DEFAULT_CONTENT_TYPE)
 
     sqs.install(app, handle, settings, access)
     stream.install(app, handle, settings, entries_messages, render_lease)
-    dashboard.install(app, handle, settings)
+    dashboard.install(app, handle, settings, access)
 
     @app.before_serving
     async def _create_classic_queue() -> None:
@@ -467,20 +473,15 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
+        request_id = getattr(g, "request_id", None)
         log.exception(
             "unexpected error on %s %s (request %s)",
             request.method,
             request.path,
-            g.request_id,
-            extra={"request_id": g.request_id, "method": request.method, "path": request.path},
+            request_id,
+            extra={"request_id": request_id, "method": request.method, "path": request.path},
         )
         return json_response({"error": {"code": "internal_error", "message": "internal error"}}, 500)
-
-    @app.before_request
-    async def _start_request() -> None:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if given and REQUEST_ID.fullmatch(given) else new_request_id()
-        g.started = time.perf_counter()
 
     @app.after_request
     async def _finish_request(response: Response) -> Response:
@@ -514,11 +515,13 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     # ---- service ----
 
     @app.get("/openapi.json")
+    @public()
     @openapi.operation(summary="This document (OpenAPI 3.0)", tag="service", reply_type="application/json", errors=())
     async def openapi_document() -> Response:
         return json_response(openapi.document(app))
 
     @app.get("/api-docs")
+    @public()
     @openapi.operation(
         summary="Interactive API docs (Swagger UI, served locally)", tag="service", reply_type="text/html", errors=()
     )
@@ -526,6 +529,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return Response(API_DOCS_PAGE, status=200, content_type="text/html; charset=utf-8")
 
     @app.get("/api-docs/assets/<asset>")
+    @public()
     @openapi.operation(
         summary="The Swagger UI files /api-docs uses",
         tag="service",
@@ -539,16 +543,18 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return Response(data, status=200, content_type=API_DOCS_ASSETS[asset])
 
     @app.get("/metrics")
+    @needs(MONITOR, queue_arg=None)
     @openapi.operation(
         summary="Prometheus metrics (text format 0.0.4)", tag="service", reply_type="text/plain", errors=()
     )
     async def metrics() -> Response:
-        queues = await handle.ask(ListQueues())
+        queues = await monitored_queues()
         statistics = handle.statistics()
         body = handle.metrics.render(queues, backlog=statistics.backlog, parked=statistics.parked)
         return Response(body, status=200, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
+    @public(rated=False)
     @openapi.operation(summary="Liveness and load", tag="service", reply=openapi.HealthReply, errors=())
     async def health() -> Response:
         statistics = handle.statistics()
@@ -564,11 +570,13 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     # ---- queues ----
 
     @app.get("/v1/queues")
+    @needs(MONITOR, queue_arg=None)
     @openapi.operation(summary="List every queue with its counters", tag="queues", reply=openapi.QueuesReply, errors=())
     async def list_queues() -> Response:
-        return json_response({"queues": [render_stats(s) for s in await handle.ask(ListQueues())]})
+        return json_response({"queues": [render_stats(s) for s in await monitored_queues()]})
 
     @app.put("/v1/queues/<name>")
+    @needs(ADMIN)
     @openapi.operation(
         summary="Create a queue, or update its attributes (201 created, 200 updated)",
         tag="queues",
@@ -582,6 +590,8 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         dead_letter_queue = attributes.dead_letter_queue
         if dead_letter_queue is None and "dead_letter_queue" in attributes.model_fields_set:
             dead_letter_queue = ""  # null: remove it
+        if dead_letter_queue:
+            require(ADMIN, dead_letter_queue)  # its dead letters go there, and it can no longer be deleted
         stats, created = await handle.ask(
             PutQueue(
                 name,
@@ -597,6 +607,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response(render_stats(stats), 201 if created else 200)
 
     @app.get("/v1/queues/<name>")
+    @needs(MONITOR)
     @openapi.operation(
         summary="One queue's attributes and counters", tag="queues", reply=openapi.QueueReply, errors=(400, 404)
     )
@@ -604,6 +615,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response(render_stats(await handle.ask(GetQueue(name))))
 
     @app.delete("/v1/queues/<name>")
+    @needs(ADMIN)
     @openapi.operation(
         summary="Delete a queue and every message in it", tag="queues", status=204, errors=(400, 404, 409)
     )
@@ -612,6 +624,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return no_content()
 
     @app.post("/v1/queues/<name>/purge")
+    @needs(ADMIN)
     @openapi.operation(
         summary="Delete every message, leased or not", tag="queues", reply=openapi.PurgeReply, errors=(400, 404)
     )
@@ -619,6 +632,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"purged": await handle.ask(Purge(name))})
 
     @app.post("/v1/queues/<name>/redrive")
+    @needs(ADMIN)
     @openapi.operation(
         summary="Move a dead-letter queue's ready messages back to their queues",
         tag="queues",
@@ -631,6 +645,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         body = await read_json(RedriveIn, required=False)
         if body.destination is not None:
             check_queue_name(body.destination)
+            require(ADMIN, body.destination)
         wanted = body.max if body.max is not None else MAX_REDRIVE_MESSAGES
         moved = 0
         while True:
@@ -645,6 +660,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     # ---- messages ----
 
     @app.post("/v1/queues/<name>/messages")
+    @needs(SEND)
     @openapi.operation(
         summary="Send one message: the request body, with its Content-Type",
         tag="messages",
@@ -664,6 +680,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"id": ids[0]}, 201)
 
     @app.post("/v1/queues/<name>/messages/batch")
+    @needs(SEND)
     @openapi.operation(
         summary="Send up to MAX_BATCH messages, all or none",
         tag="messages",
@@ -678,6 +695,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"ids": await handle.ask(Send(name, batch_messages(batch)))}, 201)
 
     @app.post("/v1/queues/<name>/receive")
+    @needs(RECEIVE)
     @openapi.operation(
         summary="Lease messages, optionally long-polling",
         tag="messages",
@@ -703,6 +721,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"messages": [render_lease(lease) for lease in leases]})
 
     @app.delete("/v1/queues/<name>/messages/<message_id>")
+    @needs(RECEIVE)
     @openapi.operation(
         summary="Acknowledge one delivery (?receipt=R): delete the message",
         tag="messages",
@@ -717,6 +736,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return no_content()
 
     @app.post("/v1/queues/<name>/ack")
+    @needs(RECEIVE)
     @openapi.operation(
         summary="Acknowledge up to MAX_BATCH deliveries, each on its own",
         tag="messages",
@@ -731,6 +751,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"acked": list(report.acked), "failed": failed})
 
     @app.patch("/v1/queues/<name>/messages/<message_id>")
+    @needs(RECEIVE)
     @openapi.operation(
         summary="Extend a lease (heartbeat) or release it (visibility_timeout 0)",
         tag="messages",
@@ -744,6 +765,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"id": message_id, "released": deadline is None, "lease_expires_at": deadline})
 
     @app.get("/v1/queues/<name>/messages")
+    @needs(RECEIVE)
     @openapi.operation(
         summary="Look at messages without leasing them (paged)",
         tag="messages",
@@ -759,6 +781,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     # ---- classic routes, on the queue "default" ----
 
     @app.post("/addMessage")
+    @needs(SEND, queue=CLASSIC_QUEUE)
     @openapi.operation(
         summary="Classic: send to the queue default",
         tag="classic",
@@ -773,6 +796,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response({"id": ids[0]}, 201)
 
     @app.get("/readMessage")
+    @needs(RECEIVE, queue=CLASSIC_QUEUE, leases=True)
     @openapi.operation(
         summary="Classic: lease one message of default (204 when none); ?time=S",
         tag="classic",
@@ -788,6 +812,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         return json_response(render_lease(leases[0])) if leases else no_content()
 
     @app.patch("/processMessage/<message_id>")
+    @needs(RECEIVE, queue=CLASSIC_QUEUE)
     @openapi.operation(
         summary="Classic: acknowledge a message of default", tag="classic", status=204, errors=(404, 409)
     )

@@ -89,7 +89,13 @@ const WQ = (() => {
     return `/v1/queues/${encodeURIComponent(name)}${suffix || ""}`;
   }
 
-  /** A JSON request to the API; resolves to the reply's JSON (null for 204), rejects with its error message. */
+  /** Go to the sign-in page, which comes back here once signed in. */
+  function toSignIn() {
+    location.assign(`/dashboard/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
+
+  /** A JSON request to the API; resolves to the reply's JSON (null for 204), rejects with its error message.
+   * A 401 (no session, or it ended) goes to the sign-in page. */
   async function api(method, url, body) {
     const options = { method, headers: {} };
     if (body !== undefined) {
@@ -97,6 +103,7 @@ const WQ = (() => {
       options.body = JSON.stringify(body);
     }
     const reply = await fetch(url, options);
+    if (reply.status === 401) toSignIn();
     const data = reply.status === 204 ? null : await reply.json().catch(() => null);
     if (!reply.ok) {
       const error = new Error(data && data.error ? data.error.message : `${reply.status} ${reply.statusText}`);
@@ -125,6 +132,7 @@ const WQ = (() => {
       source.addEventListener("error", () => {
         if (source.readyState === EventSource.CLOSED) {
           onStatus("disconnected");
+          api("GET", "/dashboard/session").catch(() => {}); // refused because the session ended: sign in again
           setTimeout(connect, RECONNECT_MS);
         } else {
           onStatus("reconnecting");
@@ -225,6 +233,20 @@ const WQ = (() => {
     node.dataset.state = state;
     setText(node, state);
   }
+
+  /** With auth on, "signed in as NAME" and a sign-out button in the page's header. */
+  async function showWho() {
+    const session = await api("GET", "/dashboard/session").catch(() => null);
+    const header = document.querySelector("header.top");
+    if (!session || !session.auth || !header) return;
+    async function signOut() {
+      await fetch("/dashboard/logout", { method: "POST" });
+      location.assign("/dashboard/login");
+    }
+    header.append(el("span", { class: "who" }, `signed in as ${session.principal}`,
+      el("button", { class: "small", type: "button", onclick: signOut }, "sign out")));
+  }
+  document.addEventListener("DOMContentLoaded", showWho);
 
   return { el, setText, count, rate, duration, age, serverNow, queueUrl, apiUrl, api, followStats, Rates, rateChart, showStatus };
 })();
