@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
@@ -16,6 +18,7 @@ from wonderq.config import Settings
 from wonderq.core import Core, Limits
 from wonderq.ids import TimeOrderedIds
 from wonderq.model import Payload
+from wonderq.principals import new_token
 
 EPOCH = 1_800_000_000.0  # wall-clock seconds the tests' trio clock 0 maps to
 
@@ -71,3 +74,25 @@ async def running_actor(core: Core | None = None) -> AsyncIterator[tuple[ActorHa
         await nursery.start(actor.run)
         yield actor.handle, actor
         nursery.cancel_scope.cancel()
+
+
+def write_auth_file(
+    path: Path, grants: dict[str, dict[str, list[str]]], sqs_keys: dict[str, tuple[str, str]] | None = None
+) -> dict[str, str]:
+    """An auth file at `path` with a principal per entry of `grants` (name -> {queue pattern: [permissions]}),
+    each with a fresh token (and the SQS key of `sqs_keys`, name -> (access key id, secret), if any). Returns each
+    principal's token."""
+    tokens: dict[str, str] = {}
+    lines: list[str] = []
+    for name, permissions in grants.items():
+        token, token_hash = new_token()
+        tokens[name] = token
+        lines += ["[[principals]]", f"name = {json.dumps(name)}", f"token_hashes = [{json.dumps(token_hash)}]"]
+        if sqs_keys and name in sqs_keys:
+            key_id, secret = sqs_keys[name]
+            lines += [f"sqs_access_key_id = {json.dumps(key_id)}", f"sqs_secret_access_key = {json.dumps(secret)}"]
+        lines.append("[principals.permissions]")
+        lines += [f"{json.dumps(pattern)} = {json.dumps(given)}" for pattern, given in permissions.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return tokens
