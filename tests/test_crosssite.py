@@ -221,7 +221,8 @@ async def test_the_websocket_upgrade_is_checked_too(client: Client, autojump_clo
 @pytest.mark.parametrize("host", ["evil.example:3000", "rebind.attacker.net", "192.168.1.5:3000"])
 async def test_a_foreign_host_header_is_refused(client: Client, autojump_clock: MockClock, host: str) -> None:
     for method, path in (("GET", "/v1/queues"), ("POST", "/v1/queues/jobs/purge"), ("GET", "/health")):
-        response = await client.open(path, method=method, headers={"Host": host})
+        given: dict[str, Any] = {"headers": {"Host": host}}
+        response = await client.open(path, method=method, **given)
         assert response.status_code == 421
         assert (await response.get_json())["error"]["code"] == "host_not_allowed"
 
@@ -243,7 +244,8 @@ async def test_json_bodies_must_be_labelled_json(
     client: Client, autojump_clock: MockClock, path: str, method: str, content_type: str
 ) -> None:
     body = b'{"messages": [{"body": 1}], "receipts": ["a.b"]}'
-    response = await client.open(path, method=method, data=body, headers={"Content-Type": content_type})
+    given: dict[str, Any] = {"data": body, "headers": {"Content-Type": content_type}}
+    response = await client.open(path, method=method, **given)
     assert response.status_code == 415
     assert (await response.get_json())["error"]["code"] == "unsupported_media_type"
     assert (await client.get("/v1/queues/jobs")).status_code == 404  # nothing was created or sent
