@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"ticker", "jsonbody"},
     {"gate", "openapi"},
     {"stream", "sqs", "dashboard"},
-    {"web"},
+    {"web", "listener"},
     {"server"},
     {"client"},
     {"simulate", "stream_client"},

@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -35,6 +36,14 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(error)) from None
 
 
+@dataclass(frozen=True)
+class Target:
+    """The broker the client commands talk to."""
+
+    url: str
+    token: str | None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="wonderq")
 @click.option(
@@ -45,10 +54,21 @@ def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
     callback=_check_url,
     help="Broker URL for the client commands [env WONDERQ_URL]. `serve` ignores it.",
 )
+@click.option(
+    "--token",
+    envvar="WONDERQ_TOKEN",
+    help="Bearer token for a server with auth on [env WONDERQ_TOKEN] (`wonderq token` makes one).",
+)
 @click.pass_context
-def main(ctx: click.Context, url: str) -> None:
+def main(ctx: click.Context, url: str, token: str | None) -> None:
     """WonderQ: a small, reliable message broker for work queues."""
-    ctx.obj = url
+    ctx.obj = Target(url, token)
+
+
+def _target() -> Target:
+    target = click.get_current_context().find_root().obj
+    assert isinstance(target, Target)
+    return target
 
 
 @main.command()
@@ -90,6 +110,32 @@ def main(ctx: click.Context, url: str) -> None:
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), help="One line per record, or JSON [env LOG_FORMAT; text]."
 )
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False),
+    help="Principals and their permissions (TOML): auth on [env AUTH_FILE; docs/security.md].",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    default=None,
+    help="Serve without auth on a non-loopback address (refused otherwise) [env INSECURE].",
+)
+@click.option("--allowed-hosts", help="Host names served, comma-separated [env ALLOWED_HOSTS].")
+@click.option("--allowed-origins", help="Other origins browsers may call from (CORS) [env ALLOWED_ORIGINS].")
+@click.option("--certfile", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM) [env CERTFILE].")
+@click.option("--keyfile", type=click.Path(dir_okay=False), help="TLS private key (PEM) [env KEYFILE].")
+@click.option("--ca-certs", type=click.Path(dir_okay=False), help="CA bundle for client certificates [env CA_CERTS].")
+@click.option("--verify-client", is_flag=True, default=None, help="Require a client certificate [env VERIFY_CLIENT].")
+@click.option("--rate-limit", type=float, help="Requests/s per principal or client address [env RATE_LIMIT; 2000].")
+@click.option("--global-rate-limit", type=float, help="Requests/s for the whole server [env GLOBAL_RATE_LIMIT].")
+@click.option("--max-connections", type=int, help="Open connections at once [env MAX_CONNECTIONS; 10000].")
+@click.option("--max-queues", type=int, help="Queues on this server [env MAX_QUEUES; 10000].")
+@click.option("--max-queue-messages", type=int, help="Messages in one queue [env MAX_QUEUE_MESSAGES; 1000000].")
+@click.option("--max-long-polls", type=int, help="Receives waiting at once [env MAX_LONG_POLLS; 10000].")
+@click.option("--max-streams", type=int, help="Streaming connections at once [env MAX_STREAMS; 1000].")
+@click.option("--body-timeout", type=float, help="Seconds to receive a request body [env BODY_TIMEOUT; 30].")
+@click.option("--backlog", type=int, help="Listen backlog [env BACKLOG; 4096].")
 def serve(**flags: object) -> None:
     """Run the broker until SIGINT or SIGTERM."""
     try:
@@ -101,13 +147,14 @@ def serve(**flags: object) -> None:
     configure(settings.log_level, settings.log_format)
     import trio
 
+    from wonderq.access import AccessConfigError
     from wonderq.server import BindError
     from wonderq.server import serve as serve_forever
     from wonderq.store import StoreError
 
     try:
         trio.run(serve_forever, settings)
-    except* (StoreError, BindError) as unusable:  # raised at start-up, before anything is served
+    except* (StoreError, BindError, AccessConfigError) as unusable:  # raised at start-up, before anything is served
         for reason in unusable.exceptions:
             click.echo(f"wonderq: {reason}", err=True)
         sys.exit(1)
@@ -139,6 +186,38 @@ def backup(data_dir: str, destination: str) -> None:
     click.echo(f"backed up {messages} messages to {destination}")
 
 
+@main.command()
+@click.argument("name")
+@click.option(
+    "--permission",
+    "grants",
+    multiple=True,
+    metavar="PATTERN=PERMS",
+    help='Permissions to write into the printed lines, e.g. "jobs-*=send,receive"; repeat for more.',
+)
+def token(name: str, grants: tuple[str, ...]) -> None:
+    """Make a new token for the principal NAME: print the token (give it to the client; it is shown only here) and
+    the lines to paste into the auth file (they hold only its hash)."""
+    from wonderq.principals import NAME, Permission, new_token
+
+    if not NAME.fullmatch(name):
+        raise click.BadParameter("1 to 64 of A-Z a-z 0-9 _ . @ : -", param_hint="NAME")
+    permissions: dict[str, list[str]] = {}
+    for grant in grants or ("*=monitor",):
+        pattern, equals, given = grant.partition("=")
+        chosen = [item.strip() for item in given.split(",") if item.strip()]
+        if not equals or not pattern or not chosen or any(item not in set(Permission) for item in chosen):
+            raise click.BadParameter(f"{grant!r} is not PATTERN=send,receive,admin,monitor", param_hint="--permission")
+        permissions[pattern] = chosen
+    secret, token_hash = new_token()
+    click.echo(f"token for {name} (shown once; the server keeps only its hash):", err=True)
+    click.echo(secret)
+    click.echo("\nadd to the auth file:", err=True)
+    lines = ["[[principals]]", f"name = {json.dumps(name)}", f"token_hashes = [{json.dumps(token_hash)}]"]
+    lines += ["[principals.permissions]", *(f"{json.dumps(p)} = {json.dumps(g)}" for p, g in permissions.items())]
+    click.echo("\n".join(lines))
+
+
 # ---- client commands ----------------------------------------------------------------------------------
 
 
@@ -165,9 +244,8 @@ def _reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 def _client() -> Client:
     from wonderq.client import Client
 
-    url = click.get_current_context().find_root().obj
-    assert isinstance(url, str)
-    return Client(url)
+    target = _target()
+    return Client(target.url, token=target.token)
 
 
 def message_json(message: ReceivedMessage) -> dict[str, Any]:
@@ -454,7 +532,7 @@ def simulate(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    url = click.get_current_context().find_root().obj
-    report = trio.run(run_live, url, config, Console())
+    target = _target()
+    report = trio.run(run_live, target.url, config, Console(), target.token)
     if not report.ok:
         sys.exit(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -507,12 +508,13 @@ def _limits(max_connections: int) -> httpx.Limits:
 
 
 class _Base:
-    def __init__(self, base_url: str, timeout: float) -> None:
+    def __init__(self, base_url: str, timeout: float, token: str | None, verify: ssl.SSLContext | str | bool) -> None:
         self.base_url = check_base_url(base_url)
         self.timeout = timeout  # seconds; see DEFAULT_TIMEOUT
         # Every request goes to base_url and redirects are not followed, so a plain-http client never uses TLS:
         # skipping certificate loading then saves 50-300 ms per client (each CLI command makes one).
-        self._verify_tls = httpx.URL(self.base_url).scheme == "https"
+        self._verify_tls = verify if httpx.URL(self.base_url).scheme == "https" else False
+        self._headers = {**HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
 
     def _request_args(self, call: Call[Any]) -> dict[str, Any]:
         return {
@@ -527,14 +529,22 @@ class Client(_Base):
     """A blocking client. Use as a context manager, or call `close()`.
 
     `timeout` bounds connecting, sending and waiting for a reply (a long poll's `wait` is added to the latter);
-    `max_connections` bounds the connections open at once (requests beyond it wait for one)."""
+    `max_connections` bounds the connections open at once (requests beyond it wait for one). `token` is sent as
+    `Authorization: Bearer <token>` (a server with auth on needs one: docs/security.md). `verify` checks an https
+    server's certificate: True (the system's CAs, or SSL_CERT_FILE), a CA bundle's path, or an SSLContext."""
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT, max_connections: int = 100
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = 100,
+        token: str | None = None,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
-        super().__init__(base_url, timeout)
+        super().__init__(base_url, timeout, token, verify)
         self._http = httpx.Client(
-            base_url=self.base_url, headers=HEADERS, limits=_limits(max_connections), verify=self._verify_tls
+            base_url=self.base_url, headers=self._headers, limits=_limits(max_connections), verify=self._verify_tls
         )
 
     def __enter__(self) -> Self:
@@ -641,11 +651,17 @@ class AsyncClient(_Base):
     """The same client for async code (trio or asyncio). Use as an async context manager, or await `aclose()`."""
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT, max_connections: int = 100
+        self,
+        base_url: str = DEFAULT_URL,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = 100,
+        token: str | None = None,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
-        super().__init__(base_url, timeout)
+        super().__init__(base_url, timeout, token, verify)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=HEADERS, limits=_limits(max_connections), verify=self._verify_tls
+            base_url=self.base_url, headers=self._headers, limits=_limits(max_connections), verify=self._verify_tls
         )
 
     async def __aenter__(self) -> Self:

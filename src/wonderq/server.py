@@ -10,19 +10,22 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import ssl
 import time
 from functools import partial
 from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
+from wonderq import listener
+from wonderq.access import Access, AccessConfigError
 from wonderq.actor import Actor, ActorHandle
 from wonderq.clock import WallClock
 from wonderq.commands import StopParking
 from wonderq.config import Settings
 from wonderq.core import Core
+from wonderq.crosssite import is_loopback
 from wonderq.ids import TimeOrderedIds, new_token
 from wonderq.store import SqliteStore
 from wonderq.ticker import run_compactor, run_ticker
@@ -48,7 +51,32 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.accesslog = None
     config.errorlog = log
+    config.backlog = settings.backlog
+    config.websocket_max_message_size = settings.max_request_bytes  # a frame is a request, as far as size goes
+    if settings.certfile is not None and settings.keyfile is not None:
+        # hypercorn offers HTTP/2 and HTTP/1.1 by ALPN over TLS (h2 is one of its dependencies)
+        config.certfile, config.keyfile = str(settings.certfile), str(settings.keyfile)
+        if settings.ca_certs is not None:
+            config.ca_certs = str(settings.ca_certs)
+            config.verify_mode = ssl.CERT_REQUIRED if settings.verify_client else ssl.CERT_OPTIONAL
     return config
+
+
+def check_exposure(settings: Settings, access: Access) -> None:
+    """Refuse to serve without auth beyond this machine, unless the operator said --insecure (then warn loudly)."""
+    if access.enabled or is_loopback(settings.host):
+        return
+    if not settings.insecure:
+        raise AccessConfigError(
+            f"refusing to serve on {settings.host} without authentication: anyone who can reach it could read, send"
+            " and delete every message. Give an auth file (--auth-file, AUTH_FILE; docs/security.md), bind to"
+            " 127.0.0.1, or pass --insecure if this network is trusted"
+        )
+    log.warning(
+        "SERVING WITHOUT AUTHENTICATION on %s (--insecure): anyone who can reach this address may do anything."
+        " Give an auth file (docs/security.md) unless this network is trusted.",
+        settings.host,
+    )
 
 
 async def serve(
@@ -62,7 +90,9 @@ async def serve(
 
     The state comes from the journal in `settings.data_dir` (recovered first), or starts empty in memory with
     `settings.in_memory`; a test may pass its own in-memory `core`. Raises StoreError if the data directory
-    cannot be used."""
+    cannot be used, AccessConfigError if the access settings are unusable."""
+    access = Access.from_settings(settings)
+    check_exposure(settings, access)
     store: SqliteStore | None = None
     if core is None and not settings.in_memory:
         store, core = await open_journal(settings)
@@ -70,14 +100,15 @@ async def serve(
         core = Core(limits=settings.limits(), new_id=TimeOrderedIds(), new_token=new_token)
     try:
         actor = Actor(core, WallClock(), journal=store)
-        app = create_app(actor.handle, settings)
+        app = create_app(actor.handle, settings, access)
+        cap = listener.ConnectionCap(listener.connection_budget(settings.max_connections))
         stop = trio.Event() if shutdown is None else shutdown
         async with trio.open_nursery() as nursery:
             await nursery.start(actor.run)
             if shutdown is None:
                 nursery.start_soon(_stop_on_signal, stop)
             try:
-                binds: list[str] = await nursery.start(_serve_http, app, hypercorn_config(settings), stop, nursery)
+                binds: list[str] = await nursery.start(_serve_http, app, hypercorn_config(settings), cap, stop, nursery)
             except* OSError as failed:  # the port is taken, the address does not exist, ...
                 where = bind_address(settings.host, settings.port)
                 reasons = "; ".join(str(error) for error in _leaves(failed))
@@ -166,12 +197,15 @@ def finish_responses_shielded(app: Any) -> Any:
 async def _serve_http(
     app: object,
     config: HypercornConfig,
+    cap: listener.ConnectionCap,
     stop: trio.Event,
     owner: trio.Nursery,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await hypercorn_serve(finish_responses_shielded(app), config, shutdown_trigger=stop.wait, task_status=task_status)
+    await listener.serve(
+        finish_responses_shielded(app), config, cap, shutdown_trigger=stop.wait, task_status=task_status
+    )
     log.info("WonderQ stopped serving; shutting down")
     owner.cancel_scope.cancel()  # the actor and the ticker run until the HTTP side is done
 

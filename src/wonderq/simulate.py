@@ -313,10 +313,14 @@ def client_error_in(group: BaseExceptionGroup) -> WonderQClientError | None:
 
 
 async def run_simulation(
-    url: str, config: SimulationConfig, *, on_progress: Callable[[Progress], None] | None = None
+    url: str,
+    config: SimulationConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    token: str | None = None,
 ) -> SimulationReport:
     # One connection per task that may be mid-request at once: consumers, producers, the watcher and the drain check.
-    async with AsyncClient(url, max_connections=config.consumers + config.producers + 2) as client:
+    async with AsyncClient(url, max_connections=config.consumers + config.producers + 2, token=token) as client:
         return await Simulation(client, config, on_progress=on_progress).run()
 
 
@@ -373,7 +377,7 @@ def _problems(report: SimulationReport) -> list[Text]:
     ]
 
 
-async def run_live(url: str, config: SimulationConfig, console: Console) -> SimulationReport:
+async def run_live(url: str, config: SimulationConfig, console: Console, token: str | None = None) -> SimulationReport:
     """Run the simulation with a live summary on `console`, then print the report."""
     if not console.is_terminal:
         # A live display only makes sense where it can redraw; elsewhere (a log, a pipe) say what phase it is in.
@@ -384,7 +388,7 @@ async def run_live(url: str, config: SimulationConfig, console: Console) -> Simu
                 phases.append(progress.phase)
                 console.print(f"simulate: {progress.phase} ({progress.elapsed:.1f}s)", highlight=False)
 
-        report = await run_simulation(url, config, on_progress=log_phase)
+        report = await run_simulation(url, config, on_progress=log_phase, token=token)
     else:
         start = Progress("starting", 0.0, 0, 0, 0, 0, 0, ())
         with Live(render_progress(start), console=console, auto_refresh=False) as live:
@@ -392,6 +396,6 @@ async def run_live(url: str, config: SimulationConfig, console: Console) -> Simu
             def show(progress: Progress) -> None:
                 live.update(render_progress(progress), refresh=True)
 
-            report = await run_simulation(url, config, on_progress=show)
+            report = await run_simulation(url, config, on_progress=show, token=token)
     console.print(render_report(report))
     return report
