@@ -186,3 +186,57 @@ def test_metrics_reuse_one_child_per_label_values() -> None:
     assert value(found, name, method="GET", route="/health", status="500") == 1
     assert value(found, "wonderq_actor_command_duration_seconds_count", command="Send") == 2
     assert value(found, "wonderq_actor_command_duration_seconds_sum", command="Send") == pytest.approx(0.003)
+
+
+async def test_made_up_methods_share_one_label(client: Client, autojump_clock: MockClock) -> None:
+    """40,000 made-up methods once grew /metrics to 82 MB: a method outside the standard set is "other"."""
+    for number in range(50):
+        response = await client.open("/health", method=f"FOO{number}")
+        assert response.status_code == 405
+    text = await (await client.get("/metrics")).get_data(as_text=True)
+    assert "FOO" not in text
+    found = samples(text)
+    name = "wonderq_http_request_duration_seconds_count"
+    assert value(found, name, method="other", route="unmatched", status="405") == 50
+
+
+def test_the_text_log_escapes_what_a_client_sent() -> None:
+    formatter = TextFormatter()
+    forged = "GET /x\n2026-11-22 09:30:12,345 INFO wonderq.access: POST /v1/queues/jobs/messages 201 \x1b[2J\r\u2028"
+    record = logging.LogRecord("wonderq.access", logging.INFO, __file__, 1, "%s 404", (forged,), None)
+    line = formatter.format(record)
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "\x1b" not in line
+    assert "\u2028" not in line
+    assert line.endswith(
+        "GET /x\\n2026-11-22 09:30:12,345 INFO wonderq.access: POST /v1/queues/jobs/messages 201 \\x1b[2J\\r\\u2028 404"
+    )
+    assert "café" in formatter.format(logging.LogRecord("x", logging.INFO, __file__, 1, "café", (), None))
+
+
+def test_a_traceback_stays_under_its_record() -> None:
+    formatter = TextFormatter()
+    try:
+        raise ValueError("bad\n2026-11-22 09:30:12,345 INFO wonderq.access: forged")
+    except ValueError:
+        record = logging.LogRecord("wonderq.web", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    first, *rest = formatter.format(record).split("\n")
+    assert first.endswith("ERROR wonderq.web: failed")
+    assert rest
+    assert all(line.startswith("    ") for line in rest)  # no line of the traceback looks like a record
+    assert f"{' ' * 4}2026-11-22 09:30:12,345 INFO wonderq.access: forged" in rest  # the message's own lines too
+
+
+def test_a_path_with_a_newline_writes_one_log_line() -> None:
+    """Over a real socket, as a hostile client sends it: %0a in the path decodes to a newline."""
+    with server_process("--log-format", "text") as server:
+        target = "/x%0a2026-11-22%2009:30:12,345%20INFO%20wonderq.access:%20forged%1b[31m"
+        response = httpx.get(httpx.URL(server.url + "/").copy_with(raw_path=target.encode()))
+        assert response.status_code == 404
+        server.stop()
+    access = [line for line in server.log if "wonderq.access:" in line]
+    forged = [line for line in access if "forged" in line]
+    assert len(forged) == 1
+    assert forged[0].split("wonderq.access: ", 1)[1].startswith("GET /x\\n2026-11-22")
+    assert "\\x1b[31m" in forged[0]

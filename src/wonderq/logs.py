@@ -2,11 +2,17 @@
 
 Access log records (logger `wonderq.access`, one per request) and error records carry the request's fields
 (request id, method, route, status, duration) as attributes; the JSON format writes them as keys.
+
+A record often holds what a client sent (a path, a queue name): the text format escapes every control character
+in it (`\n` as the two characters backslash and n, ESC as `\x1b`), so no request can forge a log line or send
+escape sequences to an operator's terminal, and indents a traceback's lines under their record. JSON strings are
+escaped by JSON itself.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,6 +23,20 @@ import orjson
 LogFormat = Literal["text", "json"]
 REQUEST_FIELDS = ("request_id", "method", "route", "path", "status", "duration_ms")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 and the Unicode line separators
+NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+TRACEBACK_INDENT = "    "
+
+
+def escape(text: str) -> str:
+    """`text` with every control character written as an escape: one line, and nothing a terminal acts on."""
+    return CONTROL.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    character = found.group()
+    code = ord(character)
+    return NAMED.get(character) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
 
 
 class TextFormatter(logging.Formatter):
@@ -34,6 +54,15 @@ class TextFormatter(logging.Formatter):
             self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
             self._second = second
         return f"{self._stamp},{int(record.msecs):03d}"  # as default_msec_format, "%s,%03d", writes it
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join(TRACEBACK_INDENT + escape(line) for line in super().formatException(ei).splitlines())
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join(TRACEBACK_INDENT + escape(line) for line in stack_info.splitlines())
 
 
 class JsonFormatter(logging.Formatter):

@@ -19,6 +19,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus's text e
 SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0)  # buckets
 BATCH_COMMANDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)  # buckets: commands per journal commit
 COUNTERS = ("sent", "received", "acked", "expired", "released", "dropped", "dead_lettered", "redriven")
+# Label values come from closed sets, so that no client can grow the exposition: a method outside this set is
+# "other", and routes are the app's own patterns ("unmatched" for a path no route matches).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _Snapshot(Collector):
@@ -92,7 +95,9 @@ class Metrics:
         self._command_children: dict[str, Histogram] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """One HTTP request in `requests`."""
+        """One HTTP request in `requests` (a method outside METHODS is counted as "other")."""
+        if method not in METHODS:
+            method = "other"
         key = (method, route, status)
         child = self._request_children.get(key)
         if child is None:
