@@ -513,6 +513,8 @@ class _Base:
         self.timeout = timeout  # seconds; see DEFAULT_TIMEOUT
         # Every request goes to base_url and redirects are not followed, so a plain-http client never uses TLS:
         # skipping certificate loading then saves 50-300 ms per client (each CLI command makes one).
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._verify_tls = verify if httpx.URL(self.base_url).scheme == "https" else False
         self._headers = {**HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
 

@@ -101,6 +101,13 @@ class ConnectionCap:
         error = TooManyConnections(f"the server has {self.open} connections open, its limit (MAX_CONNECTIONS)")
         with trio.move_on_after(REFUSE_TIMEOUT), contextlib.suppress(trio.BrokenResourceError, OSError):
             await stream.send_all(refusal(error))  # the client may be gone already: nothing to tell it then
+            # A lingering close: closing with the client's request still unread would reset the connection, and
+            # a reset can destroy the reply before the client reads it. So end our side, then read what the
+            # client sends until it closes too (or the time is up).
+            if isinstance(stream, trio.SocketStream):
+                await stream.send_eof()
+                while await stream.receive_some(65536):
+                    pass
         with trio.CancelScope(shield=True), trio.move_on_after(REFUSE_TIMEOUT):
             await stream.aclose()
 

@@ -196,6 +196,11 @@ def _principal(index: int, entry: Any) -> tuple[Principal, list[str], SqsKey | N
     hashes = entry.get("token_hashes", [])
     if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
         raise PrincipalsError(f"{where}: token_hashes must be a list of strings")
+    for token_hash in hashes:
+        try:
+            parse_token_hash(token_hash)
+        except PrincipalsError as error:
+            raise PrincipalsError(f"{where}: {error}") from None
     access_key_id = entry.get("sqs_access_key_id")
     secret = entry.get("sqs_secret_access_key")
     if (access_key_id is None) != (secret is None):
