@@ -7,6 +7,7 @@ name every route of the app (a test checks it against the app's URL map), so a n
 
 from __future__ import annotations
 
+import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -372,3 +373,18 @@ async def test_each_principal_has_its_own_rate(
             await trio.sleep(0.5)
             assert (await client.get("/v1/queues", headers=bearer(tokens["root"]))).status_code == 200
             assert (await client.get("/v1/queues", headers=bearer(tokens["root"]))).status_code == 429
+
+
+async def test_websocket_upgrades_are_logged_refused_or_not(
+    client: Client, autojump_clock: MockClock, tokens: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="wonderq.access"):
+        try:
+            async with client.websocket("/v1/queues/jobs/stream") as socket:
+                await socket.receive()
+        except* WebsocketResponseError:
+            pass
+        async with client.websocket("/v1/queues/jobs/stream", headers=bearer(tokens["consumer"])) as socket:
+            await socket.send('{"op": "credit", "credit": 0}')
+    lines = [record.getMessage() for record in caplog.records if record.name == "wonderq.access"]
+    assert any(line.startswith("GET /v1/queues/jobs/stream 401 ") for line in lines), lines

@@ -20,7 +20,8 @@ import orjson
 import pydantic_core
 import trio
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
-from quart import Response, g, request
+from quart import Response, g, request, websocket
+from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
@@ -392,6 +393,12 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         g.request_id = given if given and REQUEST_ID.fullmatch(given) else new_request_id()
         g.started = time.perf_counter()
 
+    @app.before_websocket
+    async def _start_websocket() -> None:
+        given = websocket.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given if given and REQUEST_ID.fullmatch(given) else new_request_id()
+        g.started = time.perf_counter()
+
     gate.install(app, access)  # after the request id is set, so that every refusal carries it
 
     defaults: dict[type[_Strict], Any] = {}  # each model with no parameters given, made once (they are frozen)
@@ -488,12 +495,22 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         """The request id on the reply, one access log line, and the request in the metrics."""
         request_id = getattr(g, "request_id", None) or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
-        seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())  # real seconds
         current = request._get_current_object()  # type: ignore[attr-defined]  # once, not through the proxy
+        record_request(current, current.method, response.status_code, request_id)
+        return response
+
+    @app.after_websocket
+    async def _finish_websocket(response: ResponseTypes | None) -> ResponseTypes | None:
+        """An access log line for a WebSocket: 101 once it closes, or the status its upgrade was refused with."""
+        status = response.status_code if response is not None else 101
+        current = websocket._get_current_object()  # type: ignore[attr-defined]
+        record_request(current, "GET", status, getattr(g, "request_id", None) or new_request_id())
+        return response
+
+    def record_request(current: Any, method: str, status: int, request_id: str) -> None:
+        seconds = time.perf_counter() - getattr(g, "started", time.perf_counter())  # real seconds
         rule = current.url_rule
         route = rule.rule if rule is not None else "unmatched"
-        status = response.status_code
-        method = current.method
         handle.metrics.observe_request(method, route, status, seconds)
         level = logging.ERROR if status >= 500 else logging.INFO
         if access_log.isEnabledFor(level):
@@ -510,7 +527,6 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
                     "duration_ms": round(seconds * 1000, 3),
                 },
             )
-        return response
 
     # ---- service ----
 
