@@ -76,6 +76,8 @@ Ref = Annotated[str | int, AfterValidator(_check_ref)]
 class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    ref: Ref | None = None  # any frame's: echoed in its answer (and in an error frame), to match them
+
 
 class Subscribe(_Frame):
     op: str = "subscribe"
@@ -113,7 +115,6 @@ class Unsubscribe(_Frame):
 class SendFrame(_Frame):
     op: str = "send"
     messages: list[dict[str, Any]]  # batch entries, as POST /v1/queues/{name}/messages/batch takes them
-    ref: Ref | None = None  # echoed in the reply, to match it
 
 
 FRAMES: dict[str, type[_Frame]] = {
@@ -295,10 +296,7 @@ class Connection:
         self.wake()
 
     def send_error(self, code: str, message: str, ref: Ref | None = None) -> None:
-        frame: dict[str, Any] = {"op": "error", "code": code, "message": message}
-        if ref is not None:
-            frame["ref"] = ref
-        self.send(frame)
+        self.send({"op": "error", "code": code, "message": message} | _echo(ref))
 
     async def run(self, receive: Callable[[], Awaitable[Incoming]], write: Callable[[bytes], Awaitable[None]]) -> None:
         """Serve the socket until it closes (or the server shuts down), then give back every lease it holds."""
@@ -361,19 +359,20 @@ class Connection:
             for receipt in frame.receipts:  # acked, or no live lease any more: either way not held here
                 self.held.pop(receipt, None)
             failed = [{"receipt": f.receipt, "code": f.code, "message": f.message} for f in report.failed]
-            self.send({"op": "acked", "acked": list(report.acked), "failed": failed})
+            self.send({"op": "acked", "acked": list(report.acked), "failed": failed} | _echo(frame.ref))
         elif isinstance(frame, NackFrame | ExtendFrame):
             seconds = frame.delay if isinstance(frame, NackFrame) else frame.visibility_timeout
             message_id = split_receipt(frame.receipt)
             deadline = await self.handle.ask(ChangeVisibility(self.queue, message_id, frame.receipt, seconds))
             if isinstance(frame, NackFrame):
                 self.held.pop(frame.receipt, None)  # no longer this socket's: it comes back after the delay
-            self.send({"op": frame.op + "ed", "receipt": frame.receipt, "lease_expires_at": deadline})
+            answer = {"op": frame.op + "ed", "receipt": frame.receipt, "lease_expires_at": deadline}
+            self.send(answer | _echo(frame.ref))
         elif isinstance(frame, SendFrame):
             ids = await self.handle.ask(Send(self.queue, self.entries(frame.messages)))
-            self.send({"op": "sent", "ids": ids, "ref": frame.ref})
+            self.send({"op": "sent", "ids": ids, "ref": frame.ref})  # with its ref always, null if none
         elif isinstance(frame, Unsubscribe):
-            self.send({"op": "unsubscribed", "released": await self.unsubscribe()})
+            self.send({"op": "unsubscribed", "released": await self.unsubscribe()} | _echo(frame.ref))
 
     async def unsubscribe(self) -> int:
         """Stop delivering and give back every lease this socket holds; returns how many. When it returns, the
@@ -473,6 +472,11 @@ class Connection:
         """Consume; once the server shuts down, end the whole socket (its leases are then handed back)."""
         await self.consume()
         socket_scope.cancel()
+
+
+def _echo(ref: Ref | None) -> dict[str, Ref]:
+    """The `ref` field of an answer: only when the frame had one."""
+    return {} if ref is None else {"ref": ref}
 
 
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings, entries: Entries, render: Render) -> None:
