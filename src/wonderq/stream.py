@@ -13,7 +13,8 @@ here obeys API v1's rules, plus these:
   (or after MAX_UNSENT seconds) is dropped and its leases given back as never delivered (their receive counts
   undone), and the socket then receives nothing more until its writer has written a frame again: a consumer
   that does not read neither hoards messages nor pushes them to their dead-letter queue.
-- A bad frame of any kind is answered with an `error` frame and never closes the socket.
+- A bad frame of any kind is answered with an `error` frame and never closes the socket; so is one whose
+  handling fails unexpectedly (`internal_error`, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -61,11 +62,15 @@ RELEASE_TIMEOUT = 5.0  # seconds a closing socket gets to hand its leases back
 STOP_CHECK = 0.2  # seconds between looks for a server shutdown while there is nothing to receive
 MAX_UNSENT = 30.0  # seconds a frame of messages may wait unsent (or half its leases' time, if that is shorter)
 DROP_SLACK = 0.1  # seconds: the shortest long poll, when one is cut short for a frame due to be dropped
-MAX_REF = 2**63  # a `ref` integer is within ±2**63 (a signed 64-bit integer): echoed exactly by every JSON writer
+MAX_REF = 2**63  # a `ref` integer is a signed 64-bit one, -MAX_REF to MAX_REF - 1: orjson writes it exactly
+
+
+def _echoable(ref: object) -> bool:
+    return isinstance(ref, str) or (type(ref) is int and -MAX_REF <= ref < MAX_REF)
 
 
 def _check_ref(ref: str | int) -> str | int:
-    if isinstance(ref, int) and not -MAX_REF <= ref < MAX_REF:
+    if not _echoable(ref):
         raise ValueError("an integer ref must fit in 64 bits (signed)")
     return ref
 
@@ -156,9 +161,7 @@ def ref_of(data: dict[str, Any]) -> Ref | None:
     """The frame's `ref`, if it has one that can be echoed (taken before the frame is checked, so that an error
     can be matched to its frame)."""
     ref = data.get("ref")
-    if isinstance(ref, str) or (isinstance(ref, int) and not isinstance(ref, bool) and -MAX_REF <= ref < MAX_REF):
-        return ref
-    return None
+    return ref if _echoable(ref) else None
 
 
 def validate_frame(data: dict[str, Any]) -> _Frame:
@@ -245,8 +248,9 @@ class SendBuffer:
     def _drop(self, frames: list[_Unsent]) -> list[Lease]:
         leases: list[Lease] = []
         for frame in frames:
-            frame.dropped = True  # left in `_frames`, skipped by the writer
+            frame.dropped = True  # left in `_frames` (skipped by the writer), without its data
             self.bytes -= len(frame.data)
+            frame.data = b""
             leases += frame.leases
         if frames:
             self._messages = deque(frame for frame in self._messages if not frame.dropped)
@@ -392,7 +396,8 @@ class Connection:
         earliest deadline still held, in trio seconds (inf when none)."""
         to_trio, now = self.handle.clock.to_trio, trio.current_time()
         for receipt, (_, deadline) in list(self.held.items()):
-            if to_trio(deadline) <= now:  # in trio time, as the deadline returned: a wait until it ends with it
+            # In trio time, as the deadline returned: waking at that deadline always finds the lease ended.
+            if to_trio(deadline) <= now:
                 del self.held[receipt]
         return min((to_trio(deadline) for _, deadline in self.held.values()), default=math.inf)
 
