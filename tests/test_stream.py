@@ -14,7 +14,10 @@ from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 from trio.testing import MockClock
 
-from tests.test_http import check, peek, put_queue, queue_path, receive, send_texts, stats, wall_now
+from tests.test_http import app_settings, check, peek, put_queue, queue_path, receive, send_texts, stats, wall_now
+from wonderq import stream
+
+__all__ = ["app_settings"]  # the fixture, with overrides by indirect parametrization
 
 PATH = "/v1/queues/q/stream"
 
@@ -210,3 +213,157 @@ async def test_subscribing_to_a_missing_queue_is_an_error_and_a_new_subscribe_wo
         (message_id,) = await send_texts(client, 1)
         await ask(socket, op="subscribe", credit=5)
         assert [m["id"] for m in await messages(socket, 1)] == [message_id]
+
+
+async def refusal(client: Client, path: str = PATH) -> WebsocketResponseError:
+    """The HTTP reply that refuses the upgrade to a WebSocket at `path`."""
+    refusals: list[WebsocketResponseError] = []
+    try:
+        async with client.websocket(path) as socket:
+            await socket.receive()
+    except* WebsocketResponseError as group:
+        refusals += [error for error in group.exceptions if isinstance(error, WebsocketResponseError)]
+    (refused,) = refusals
+    return refused
+
+
+@pytest.mark.parametrize("app_settings", [{"max_streams": 2}], indirect=True)
+async def test_a_stream_beyond_max_streams_is_refused_with_503_and_retry_after(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    await put_queue(client)
+    async with client.websocket(PATH) as first, client.websocket(PATH) as second:
+        for socket in (first, second):  # both accepted and served
+            await ask(socket, op="send", messages=[{"body": 1}])
+            assert (await frame(socket))["op"] == "sent"
+        refused = await refusal(client)
+        body = json.loads(await refused.response.get_data())
+        assert (refused.response.status_code, body["error"]["code"]) == (503, "too_many_streams")
+        assert refused.response.headers["Retry-After"] == "1"
+        assert "MAX_STREAMS" in body["error"]["message"]
+    await trio.sleep(0.1)
+    async with client.websocket(PATH) as again:  # closed ones free their place
+        await ask(again, op="send", messages=[{"body": 1}])
+        assert (await frame(again))["op"] == "sent"
+
+
+@pytest.mark.parametrize("app_settings", [{"max_streams": 0}], indirect=True)
+async def test_max_streams_0_turns_the_streaming_path_off(client: Client, autojump_clock: MockClock) -> None:
+    assert (await refusal(client)).response.status_code == 503
+    await check(await client.get("/health"), 200)
+
+
+@pytest.mark.parametrize(
+    ("may_send", "may_receive", "allowed"),
+    [(False, True, {"subscribe", "ack"}), (True, False, {"send"})],
+)
+async def test_a_frame_the_stream_may_not_make_is_forbidden(
+    client: Client,
+    autojump_clock: MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    may_send: bool,
+    may_receive: bool,
+    allowed: set[str],
+) -> None:
+    made = stream.Connection
+
+    def limited(*args: Any, **kwargs: Any) -> stream.Connection:
+        return made(*args, **kwargs, may_send=may_send, may_receive=may_receive)
+
+    monkeypatch.setattr(stream, "Connection", limited)
+    await put_queue(client)
+    frames: dict[str, dict[str, Any]] = {
+        "send": {"op": "send", "ref": "r", "messages": [{"body": 1}]},
+        "subscribe": {"op": "subscribe", "credit": 1, "ref": "r"},
+        "ack": {"op": "ack", "receipts": ["0000000000000001.t"], "ref": "r"},
+    }
+    async with client.websocket(PATH) as socket:
+        for op, body in frames.items():
+            await ask(socket, **body)
+            if op in allowed and op != "subscribe":  # (a subscribe has no answer)
+                answer = await frame(socket)
+                assert (answer["op"], answer["ref"]) == ({"send": "sent", "ack": "acked"}[op], "r")
+            elif op not in allowed:
+                error = await frame(socket)
+                assert (error["op"], error["code"], error["ref"]) == ("error", "forbidden", "r"), error
+    assert (await stats(client))["sent"] == (1 if may_send else 0)
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "ref"),
+    [
+        ('{"op": "send", "ref": "s1", "messages": []}', "invalid_parameter", "s1"),
+        ('{"op": "send", "ref": 7, "messages": [{"body_base64": "\u00e9"}]}', "invalid_body", 7),
+        ('{"op": "fly", "ref": -9223372036854775808}', "invalid_parameter", -(2**63)),
+        ('{"op": "send", "ref": 9223372036854775808, "messages": [{"body": 1}]}', "invalid_parameter", None),
+        ('{"op": "send", "ref": true, "messages": [{"body": 1}]}', "invalid_parameter", None),
+        ('{"op": "ack", "ref": "a", "receipts": "r"}', "invalid_parameter", "a"),
+        ('{"op": "subscribe", "credit": 1, "visibility_timeout": 0}', "invalid_parameter", None),
+        ('{"op": "subscribe", "credit": 1, "consumer": "' + "c" * 201 + '"}', "invalid_parameter", None),
+        ('{"op": "nack", "receipt": "0000000000000001.t", "delay": NaN}', "invalid_body", None),
+        ('{"op": "extend", "receipt": "0000000000000001.t", "visibility_timeout": 1e400}', "invalid_parameter", None),
+        ("[" * 300 + "]" * 300, "invalid_body", None),
+        ('"\\ud800"', "invalid_body", None),
+    ],
+)
+async def test_an_error_frame_echoes_the_ref_of_the_frame_when_it_has_a_good_one(
+    client: Client, autojump_clock: MockClock, data: str, code: str, ref: object
+) -> None:
+    await put_queue(client)
+    async with client.websocket(PATH) as socket:
+        await socket.send(data)
+        error = await frame(socket)
+        assert (error["op"], error["code"], error.get("ref")) == ("error", code, ref), error
+        await ask(socket, op="send", ref=2**63 - 1, messages=[{"body": 1}])  # the largest ref is echoed exactly
+        assert (await frame(socket))["ref"] == 2**63 - 1
+    assert (await stats(client))["sent"] == 1
+
+
+async def test_a_binary_frame_is_read_as_json_text(client: Client, autojump_clock: MockClock) -> None:
+    await put_queue(client)
+    async with client.websocket(PATH) as socket:
+        await socket.send(b'{"op": "send", "messages": [{"body": 1}]}')
+        assert (await frame(socket))["op"] == "sent"
+        await socket.send(b"\xff\xfe")
+        assert (await frame(socket))["code"] == "invalid_body"
+
+
+@pytest.mark.parametrize("app_settings", [{"max_request_bytes": 2048}], indirect=True)
+async def test_a_frame_over_max_request_bytes_is_refused_and_the_socket_stays(
+    client: Client, autojump_clock: MockClock
+) -> None:
+    await put_queue(client)
+    entry = '{"body": "' + "\u00e9" * 511 + '", "content_type": "text/plain"}'  # 1,022 bytes of UTF-8 text
+    fits = '{"op": "send", "messages": [' + entry + "]}"
+    over = '{"op": "send", "messages": [' + entry + ", " + entry + "]}"  # 1,100 characters, 2,144 bytes
+    async with client.websocket(PATH) as socket:
+        await socket.send(over)
+        error = await frame(socket)
+        assert (error["op"], error["code"]) == ("error", "request_too_large"), error
+        await socket.send(over.encode())
+        assert (await frame(socket))["code"] == "request_too_large"
+        await socket.send(fits)
+        assert (await frame(socket))["op"] == "sent"
+
+
+async def test_an_unexpected_error_is_logged_and_answered_and_the_socket_stays(
+    client: Client, autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await put_queue(client)
+    served = stream.Connection.handle_frame
+
+    async def flaky(self: stream.Connection, frame: stream._Frame) -> None:
+        if isinstance(frame, stream.SendFrame) and frame.ref == "boom":
+            raise RuntimeError("a bug")
+        await served(self, frame)
+
+    monkeypatch.setattr(stream.Connection, "handle_frame", flaky)
+    async with client.websocket(PATH) as socket:
+        await ask(socket, op="send", ref="boom", messages=[{"body": 1}])
+        error = await frame(socket)
+        assert error == {"op": "error", "code": "internal_error", "message": "internal error", "ref": "boom"}
+        await ask(socket, op="send", ref="fine", messages=[{"body": 1}])
+        assert (await frame(socket))["ref"] == "fine"
+    (record,) = [r for r in caplog.records if r.name == "wonderq.stream"]
+    assert record.exc_info is not None
+    assert "a bug" in str(record.exc_info[1])
