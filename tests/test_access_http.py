@@ -7,6 +7,7 @@ name every route of the app (a test checks it against the app's URL map), so a n
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -388,3 +389,23 @@ async def test_websocket_upgrades_are_logged_refused_or_not(
             await socket.send('{"op": "credit", "credit": 0}')
     lines = [record.getMessage() for record in caplog.records if record.name == "wonderq.access"]
     assert any(line.startswith("GET /v1/queues/jobs/stream 401 ") for line in lines), lines
+
+
+async def test_a_socket_may_only_do_what_its_principal_may(
+    client: Client, autojump_clock: MockClock, tokens: dict[str, str]
+) -> None:
+    """The producer may send but not subscribe; the consumer may subscribe but not send: one socket each."""
+    async with client.websocket("/v1/queues/jobs/stream", headers=bearer(tokens["producer"])) as socket:
+        await socket.send('{"op": "send", "messages": [{"body": 1}], "ref": "s"}')
+        assert json.loads(await socket.receive())["op"] == "sent"
+        await socket.send('{"op": "subscribe", "credit": 1, "ref": "r"}')
+        refused = json.loads(await socket.receive())
+        assert (refused["op"], refused["code"], refused["ref"]) == ("error", "forbidden", "r")
+    async with client.websocket("/v1/queues/jobs/stream", headers=bearer(tokens["consumer"])) as socket:
+        await socket.send('{"op": "send", "messages": [{"body": 2}], "ref": "s"}')
+        refused = json.loads(await socket.receive())
+        assert (refused["op"], refused["code"], refused["ref"]) == ("error", "forbidden", "s")
+        await socket.send('{"op": "subscribe", "credit": 1}')
+        delivered = json.loads(await socket.receive())
+        assert delivered["op"] == "messages"
+        assert [message["body"] for message in delivered["messages"]] == [1]

@@ -26,7 +26,7 @@ from wonderq.cli import main
 from wonderq.client import AsyncClient, WonderQClientError
 from wonderq.errors import TooManyConnections
 from wonderq.listener import ConnectionCap, refusal
-from wonderq.server import check_exposure, hypercorn_config
+from wonderq.server import check_exposure, hypercorn_config, serve
 
 # ---- who may serve where --------------------------------------------------------------------------------------
 
@@ -295,3 +295,30 @@ async def test_the_client_and_the_cli_send_their_token(tmp_path: Path) -> None:
         code, output = await trio.to_thread.run_sync(lambda: cli("stats", "jobs"))
         assert code == 1
         assert output.startswith("wonderq: unauthorized: ")
+
+
+async def test_a_client_that_never_reads_does_not_hold_up_a_shutdown() -> None:
+    """hypercorn writes shielded from cancellation: without closing its socket, a stuck writer held the exit for
+    as long as its client kept the socket open."""
+    from tests.test_stream_e2e import raw_socket
+
+    chosen = settings(graceful_timeout=1.0, max_message_bytes=65536, max_request_bytes=1024 * 1024)
+    shutdown, stopped = trio.Event(), trio.Event()
+
+    async def run(task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve(chosen, shutdown=shutdown, task_status=task_status)
+        stopped.set()
+
+    async with trio.open_nursery() as nursery:
+        url = (await nursery.start(run))[0]
+        async with AsyncClient(url) as client:
+            for _ in range(20):
+                await client.send_batch("big", ["x" * 60_000] * 10)  # 12 MB: more than every buffer between us
+        async with raw_socket(url, "/v1/queues/big/stream") as stuck:
+            await stuck.send({"op": "subscribe", "credit": 1000})  # and then reads nothing
+            await trio.sleep(1.0)  # the server's writer fills the socket's buffers and blocks
+            started = trio.current_time()
+            shutdown.set()
+            with trio.fail_after(10):
+                await stopped.wait()
+            assert trio.current_time() - started < 1.0 + 0.5 + 2.0  # the grace, the margin, and some slack

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     body_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0  # seconds to receive a whole request body
     inbox_timeout: Annotated[float, Field(gt=0, le=3600)] = 5.0  # seconds a request waits for the actor's inbox
     backlog: Annotated[int, Field(ge=1, le=65_535)] = 4_096  # listen backlog (the kernel caps it at somaxconn)
+    graceful_timeout: Annotated[float, Field(ge=0, le=600)] = 5.0  # seconds requests in flight get at a shutdown
     reserve_bytes: Annotated[int, Field(ge=0)] = 64 * MIB  # disk kept free for acks on a full disk; 0: none
 
     # ---- over what channel: TLS (docs/security.md, TLS) ----

@@ -32,7 +32,14 @@ log = logging.getLogger("wonderq.listener")
 
 REFUSE_TIMEOUT = 2.0  # seconds a refused connection gets to take its 503 (TLS: the handshake too)
 REFUSAL_LOG_EVERY = 10.0  # seconds between two warnings about refused connections
+STRAGGLER_MARGIN = 0.5  # seconds after the graceful timeout before a connection still open has its socket closed
 RESERVED_FDS = 64  # descriptors kept beyond the connections: the journal, the log, sockets being accepted
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    assert isinstance(inner, trio.SocketStream)
+    return inner.socket
 
 
 def refusal(error: TooManyConnections) -> bytes:
@@ -70,24 +77,46 @@ def connection_budget(wanted: int) -> int:
 
 
 class ConnectionCap:
-    """Counts the connections being served, and refuses those beyond `limit`."""
+    """Counts the connections being served, refuses those beyond `limit`, and at a shutdown closes those that
+    outlive the grace period."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.open = 0
         self.refused = 0  # since start
+        self._streams: set[trio.abc.Stream] = set()  # the connections being served
+        self._none_open = trio.Event()  # set whenever the last one ends
         self._logged_at = -math.inf
         self._refused_since_log = 0
+
+    @property
+    def open(self) -> int:
+        return len(self._streams)
 
     async def serve(self, handle: Callable[[trio.abc.Stream], Awaitable[None]], stream: trio.abc.Stream) -> None:
         if self.open >= self.limit:
             await self._refuse(stream)
             return
-        self.open += 1
+        self._streams.add(stream)
+        self._none_open = trio.Event()
         try:
             await handle(stream)
         finally:
-            self.open -= 1
+            self._streams.discard(stream)
+            if not self._streams:
+                self._none_open.set()
+
+    async def close_stragglers(self, grace: float) -> None:
+        """Wait up to `grace` seconds for every connection to end, then close the sockets of those still open.
+        hypercorn writes to a socket shielded from cancellation, so a client that stops reading would otherwise
+        hold a shutdown for as long as it keeps its socket open; closing the socket wakes the stuck write."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(grace):
+                while self._streams:
+                    await self._none_open.wait()
+            if self._streams:
+                log.warning("closing %d connections still open %.1f s into the shutdown", len(self._streams), grace)
+            for stream in list(self._streams):
+                _socket_of(stream).close()
 
     async def _refuse(self, stream: trio.abc.Stream) -> None:
         self.refused += 1
@@ -165,5 +194,6 @@ async def serve(
             finally:
                 await context.terminated.set()
                 server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+                server_nursery.start_soon(cap.close_stragglers, config.graceful_timeout + STRAGGLER_MARGIN)
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()

@@ -38,9 +38,6 @@ class BindError(Exception):
     """The server could not listen where it was told to. Raised before it serves anything."""
 
 
-GRACEFUL_TIMEOUT = 5.0  # seconds in-flight requests get to finish after a shutdown signal
-
-
 def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -48,7 +45,7 @@ def bind_address(host: str, port: int) -> str:
 def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [bind_address(settings.host, settings.port)]
-    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.graceful_timeout = settings.graceful_timeout
     config.accesslog = None
     config.errorlog = log
     config.backlog = settings.backlog

@@ -48,6 +48,7 @@ from wonderq.errors import (
     TooManyStreams,
     WonderQError,
 )
+from wonderq.gate import current_principal
 from wonderq.model import Lease, Outgoing
 from wonderq.principals import Permission
 
@@ -502,7 +503,16 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, entries: En
             raise TooManyStreams(f"{settings.max_streams} streams are open, the most this server takes (MAX_STREAMS)")
         open_streams += 1
         try:
-            connection = Connection(handle, name, entries, render, settings)
+            principal = current_principal()  # the gate let it upgrade: it may receive or send here, or both
+            connection = Connection(
+                handle,
+                name,
+                entries,
+                render,
+                settings,
+                may_send=principal.allows(Permission.SEND, name),
+                may_receive=principal.allows(Permission.RECEIVE, name),
+            )
             await websocket.accept()
             await connection.run(websocket.receive, _write_text)
         finally:
