@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from http.client import HTTPMessage
 from typing import Any
 from unittest import mock
 
@@ -19,7 +20,7 @@ import orjson
 import pytest
 import trio
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from quart import Response
 from quart.typing import TestClientProtocol as Client
@@ -109,7 +110,7 @@ def amz_date(epoch_seconds: float) -> str:
 class WithoutHost(SigV4Auth):
     """botocore's signer, signing every header but `host`."""
 
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+    def headers_to_sign(self, request: AWSRequest) -> HTTPMessage:
         headers = super().headers_to_sign(request)
         del headers["host"]
         return headers
@@ -118,7 +119,7 @@ class WithoutHost(SigV4Auth):
 class WithoutDate(SigV4Auth):
     """botocore's signer, signing every header but `x-amz-date` (which it still sends)."""
 
-    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+    def headers_to_sign(self, request: AWSRequest) -> HTTPMessage:
         headers = super().headers_to_sign(request)
         del headers["x-amz-date"]
         return headers

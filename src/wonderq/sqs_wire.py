@@ -869,7 +869,7 @@ def sigv4_signature(
 MAX_CLOCK_SKEW: Final = 900  # seconds a signed request's X-Amz-Date may be off the server's clock, either way
 UNSIGNED_PAYLOAD: Final = "UNSIGNED-PAYLOAD"  # X-Amz-Content-Sha256 of a request whose body is not signed
 AMZ_DATE_FORMAT: Final = "%Y%m%dT%H%M%SZ"  # X-Amz-Date: ISO 8601 basic format, UTC
-_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+_AMZ_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")  # ASCII digits only
 HOST_NOT_SIGNED_MESSAGE: Final = "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
 DATE_NOT_SIGNED_MESSAGE: Final = (  # WonderQ's, in the form of the Host text: AWS's own text is unknown
     "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization."
