@@ -51,12 +51,23 @@ def sign(
     signer: type[SigV4Auth] = SigV4Auth,
 ) -> dict[str, str]:
     """The headers botocore sends for this SQS request, signed at `at` (epoch seconds) by `key`/`secret`."""
-    request = AWSRequest(
-        method="POST",
-        url="http://localhost/",  # the quart test client's Host
-        data=body,
-        headers={"X-Amz-Target": f"AmazonSQS.{action}", "Content-Type": JSON_TYPE, **(headers or {})},
-    )
+    given = {**unsigned(action), **(headers or {})}
+    return sign_headers(body, given, at=at, key=key, secret=secret, region=region, service=service, signer=signer)
+
+
+def sign_headers(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    at: float,
+    key: str = KEY,
+    secret: str = SECRET,
+    region: str = "us-east-1",
+    service: str = "sqs",
+    signer: type[SigV4Auth] = SigV4Auth,
+) -> dict[str, str]:
+    """`headers` with botocore's signature of a POST / with `body` (and these headers) added."""
+    request = AWSRequest(method="POST", url="http://localhost/", data=body, headers=dict(headers))  # the test Host
     signed_at = datetime.fromtimestamp(at, UTC).replace(tzinfo=None)
     with mock.patch("botocore.auth.get_current_datetime", return_value=signed_at):
         signer(Credentials(key, secret), service, region).add_auth(request)

@@ -308,16 +308,18 @@ class SqsAdapter:
         return Response(orjson.dumps(reply), status=200, headers=headers)
 
     async def _body(self) -> bytes:
-        """The whole request body: within MAX_REQUEST_BYTES, and within the app's BODY_TIMEOUT seconds."""
+        """The whole request body: within MAX_REQUEST_BYTES, and within BODY_TIMEOUT seconds (or the app's own
+        body timeout, if shorter)."""
+        timeout = _error("RequestTimeout", "The request body did not arrive in time: send it whole, then wait.")
         try:
-            return await request.get_data(cache=False, as_text=False, parse_form_data=False)
+            with trio.move_on_after(self._settings.body_timeout):
+                return await request.get_data(cache=False, as_text=False, parse_form_data=False)
         except RequestEntityTooLarge:
             limit = self._settings.max_request_bytes
             raise _error("RequestEntityTooLarge", f"The request body is larger than {limit} bytes.") from None
         except BodyTimeout:
-            raise _error(
-                "RequestTimeout", "The request body did not arrive in time: send it whole, then wait."
-            ) from None
+            raise timeout from None
+        raise timeout
 
     def _authenticate(self, data: bytes) -> tuple[wire.CredentialScope | None, Principal | None]:
         """The request's SigV4 credential scope, and the principal who signed it. When the server has SQS keys
