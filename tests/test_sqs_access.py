@@ -1,5 +1,6 @@
-"""Who may do what over SQS: SigV4 keys belong to the principals of the auth file, every action needs a
-permission on the queue it names, and each principal has its request rate. In process, on trio's virtual clock.
+"""Who may do what over SQS, and how much: SigV4 keys belong to the principals of the auth file, every action
+needs a permission on the queue it names, each principal has its request rate, and WonderQ's limits and overload
+errors are the SQS errors SDKs know (and retry). In process, on trio's virtual clock.
 
 The table runs every action twice on a fresh server: signed by a principal with every permission but the one the
 action needs (AccessDenied, and nothing changes), then by one with only that permission (it works).
@@ -20,7 +21,8 @@ from quart.typing import TestClientProtocol as Client
 
 from tests.helpers import settings
 from tests.test_sqs_signing import ACCOUNT, Json, assert_error, call, query_error
-from wonderq import principals
+from wonderq import errors, principals, sqs
+from wonderq import sqs_wire as wire
 from wonderq.config import Settings
 from wonderq.sqs import PERMISSIONS
 
@@ -292,3 +294,30 @@ class TestRates:
         assert response.headers["Retry-After"] == "1"
         await trio.sleep(1)
         assert (await call(client, "ListQueues", key=None))[0] == 200
+
+
+# ---- limits and overload, as SQS errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "status", "retry_after"),
+    [
+        (errors.RateLimited("slow down", 2.5), "RequestThrottled", 403, "3"),
+        (errors.QueueFull("the queue is full"), "OverLimit", 403, "1"),
+        (errors.TooManyQueues("too many queues"), "OverLimit", 403, None),
+        (errors.Overloaded("the broker is behind"), "ServiceUnavailable", 503, "1"),
+        (errors.TooManyLongPolls("too many long polls"), "ServiceUnavailable", 503, "1"),
+        (errors.ShuttingDown("shutting down"), "ServiceUnavailable", 503, None),
+        (errors.StorageFull("disk full"), "ServiceUnavailable", 503, None),
+        (errors.Forbidden("no"), "AccessDenied", 403, None),
+        (errors.QueueNotFound("no queue"), "QueueDoesNotExist", 400, None),
+        (errors.InvalidParameter("bad"), "InvalidParameterValue", 400, None),
+    ],
+)
+def test_wonderq_errors_are_the_sqs_errors_that_mean_the_same(
+    error: errors.WonderQError, code: str, status: int, retry_after: str | None
+) -> None:
+    response = sqs._error_response(sqs._as_sqs(error), "request-id")
+    assert response.status_code == status
+    assert response.headers["x-amzn-query-error"] == wire.ERRORS[code].query_error_header
+    assert response.headers.get("Retry-After") == retry_after
