@@ -164,7 +164,7 @@ def _invalid(parameter: str, value: object, reason: str) -> wire.SqsError:
 NO_QUEUE = wire.QUEUE_DOES_NOT_EXIST_MESSAGE
 
 
-# ---- who is asking: region, account, and how they reach us --------------------------------------------------
+# ---- who is asking: region, account, how they reach us, and what they may do ---------------------------------
 
 
 @dataclass(frozen=True, slots=True)
