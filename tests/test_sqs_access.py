@@ -9,7 +9,7 @@ action needs (AccessDenied, and nothing changes), then by one with only that per
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,9 @@ import pytest
 import trio
 from quart.typing import TestClientProtocol as Client
 
-from tests.helpers import settings
+from tests.helpers import settings, write_auth_file
 from tests.test_sqs_signing import ACCOUNT, Json, assert_error, call, query_error
-from wonderq import errors, principals, sqs
+from wonderq import errors, sqs
 from wonderq import sqs_wire as wire
 from wonderq.config import Settings
 from wonderq.sqs import PERMISSIONS
@@ -47,26 +47,16 @@ def key_of(name: str) -> tuple[str, str]:
     return "AKID" + re.sub("[^A-Za-z0-9]", "", name).upper(), f"secret/{name}+1"
 
 
-def write_auth_file(path: Path, table: Mapping[str, Mapping[str, list[str]]]) -> Path:
-    """An auth file (principals.py's format) with an SQS key for each principal of `table`, and a bearer token
-    hash for root (which the SQS endpoint ignores)."""
-    lines = []
-    for name, grants in table.items():
-        key, secret = key_of(name)
-        lines += ["[[principals]]", f'name = "{name}"', f'sqs_access_key_id = "{key}"']
-        lines.append(f'sqs_secret_access_key = "{secret}"')
-        if name == "root":
-            lines.append(f'token_hashes = ["{principals.new_token()[1]}"]')
-        lines.append("[principals.permissions]")
-        lines += [f'"{pattern}" = {orjson.dumps(given).decode()}' for pattern, given in grants.items()]
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
+def auth_file(path: Path) -> Path:
+    """The auth file of the table's principals, each with its SQS key (`key_of`)."""
+    table = principals_of_the_table()
+    write_auth_file(path, table, {name: key_of(name) for name in table})
     return path
 
 
 @pytest.fixture
 def app_settings(tmp_path: Path) -> Settings:
-    return settings(auth_file=write_auth_file(tmp_path / "auth.toml", principals_of_the_table()), tick_interval=TICK)
+    return settings(auth_file=auth_file(tmp_path / "auth.toml"), tick_interval=TICK)
 
 
 async def as_(client: Client, name: str, action: str, params: Json | None = None, **kw: Any) -> tuple[int, Json, Any]:
@@ -266,7 +256,7 @@ class TestRates:
 
     @pytest.fixture
     def app_settings(self, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-        auth = write_auth_file(tmp_path / "auth.toml", principals_of_the_table())
+        auth = auth_file(tmp_path / "auth.toml")
         return settings(auth_file=auth if request.param else None, rate_limit=1.0, rate_burst=2, tick_interval=TICK)
 
     @pytest.mark.parametrize("app_settings", [True], indirect=True)
