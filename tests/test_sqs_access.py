@@ -38,6 +38,7 @@ def principals_of_the_table() -> dict[str, dict[str, list[str]]]:
         table[f"all-but-{permission}"] = {"*": [p for p in PERMISSION_NAMES if p != permission]}
     table["orders"] = {"orders-*": ["send", "monitor"], "orders-dlq": ["admin"]}
     table["mover"] = {"t-dlq": ["admin", "monitor"]}
+    table["src-admin"] = {"t-src": ["admin"]}
     table["eu-jobs"] = {"eu-west-1:jobs": ["send"]}
     return table
 
@@ -60,9 +61,9 @@ def app_settings(tmp_path: Path) -> Settings:
 
 
 async def as_(client: Client, name: str, action: str, params: Json | None = None, **kw: Any) -> tuple[int, Json, Any]:
-    """`action` signed by principal `name`'s SQS key."""
+    """`action` signed by principal `name`'s SQS key (or another secret, given as `secret`)."""
     key, secret = key_of(name)
-    return await call(client, action, params, key=key, secret=secret, **kw)
+    return await call(client, action, params, **{"key": key, "secret": secret, **kw})
 
 
 async def ok(client: Client, action: str, params: Json | None = None, name: str = "root", **kw: Any) -> Json:
@@ -227,6 +228,21 @@ async def test_a_move_task_needs_admin_on_its_destination_too(
     assert (await as_(client, "mover", "StartMessageMoveTask", {"SourceArn": arn("t-dlq")}))[0] == 200
 
 
+async def test_a_redrive_policy_needs_admin_on_its_dead_letter_queue_too(
+    client: Client, autojump_clock: trio.testing.MockClock
+) -> None:
+    for name in ("t-src", "t-dlq"):
+        await ok(client, "CreateQueue", {"QueueName": name})
+    policy = orjson.dumps({"deadLetterTargetArn": arn("t-dlq"), "maxReceiveCount": 1}).decode()
+    params = {"QueueUrl": url("t-src"), "Attributes": {"RedrivePolicy": policy}}
+    status, reply, response = await as_(client, "src-admin", "SetQueueAttributes", params)
+    assert_error(status, reply, response, "AccessDenied", 403)
+    assert arn("t-dlq") in reply["message"]
+    creating = {"QueueName": "t-new", "Attributes": {"RedrivePolicy": policy}}
+    assert_error(*await as_(client, "src-admin", "CreateQueue", creating), "AccessDenied", 403)
+    await ok(client, "SetQueueAttributes", params)  # root: admin on both
+
+
 async def test_the_queue_of_another_region_is_named_region_colon_name(
     client: Client, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -272,6 +288,18 @@ class TestRates:
         await ok(client, "ListQueues", name="root")  # another principal, at the same address
         await trio.sleep(1)
         await ok(client, "ListQueues", name="only-monitor")
+
+    @pytest.mark.parametrize("app_settings", [True], indirect=True)
+    async def test_failed_signatures_count_against_the_client_address(
+        self, client: Client, autojump_clock: trio.testing.MockClock
+    ) -> None:
+        for _ in range(2):
+            status, reply, response = await as_(client, "root", "ListQueues", secret="guessed")
+            assert_error(status, reply, response, "SignatureDoesNotMatch", 403)
+        status, reply, response = await as_(client, "root", "ListQueues", secret="guessed")
+        assert_error(status, reply, response, "RequestThrottled", 403)
+        assert response.headers["Retry-After"] == "1"
+        await ok(client, "ListQueues", name="root")  # root's own rate is untouched
 
     @pytest.mark.parametrize("app_settings", [False], indirect=True)
     async def test_without_keys_each_client_address_has_its_rate(

@@ -101,8 +101,8 @@ KEPT_AS_GIVEN = (  # SQS queue attributes WonderQ stores and returns without act
     "ReceiveMessageWaitTimeSeconds",
 )
 # The permission each action needs on the queue it names (docs/sqs.md). ListQueues lists only the queues the
-# principal may monitor; a move task needs admin on its DestinationArn too. AddPermission and RemovePermission
-# need none: they are not supported.
+# principal may monitor; a move task needs admin on its DestinationArn too, a RedrivePolicy on its dead-letter
+# queue. AddPermission and RemovePermission need none: they are not supported.
 PERMISSIONS: dict[str, Permission] = {
     **dict.fromkeys(("SendMessage", "SendMessageBatch"), Permission.SEND),
     **dict.fromkeys(
@@ -289,7 +289,7 @@ class SqsAdapter:
         request_id = str(uuid.uuid4())
         try:
             data = await self._body()
-            scope, signer = self._authenticate(data)
+            scope, signer = self._signed(data)
             self._access.admit(signer, request.remote_addr)
             action, params = self._parse(data)
             caller = self._caller(scope, signer or self._access.anonymous(), action)
@@ -320,6 +320,15 @@ class SqsAdapter:
         except BodyTimeout:
             raise timeout from None
         raise timeout
+
+    def _signed(self, data: bytes) -> tuple[wire.CredentialScope | None, Principal | None]:
+        """`_authenticate`, with a failed signature counted against the client address's rate (as a failed
+        sign-in is on the other front ends), so that guessing keys is throttled too."""
+        try:
+            return self._authenticate(data)
+        except wire.SqsError:
+            self._access.admit(None, request.remote_addr)
+            raise
 
     def _authenticate(self, data: bytes) -> tuple[wire.CredentialScope | None, Principal | None]:
         """The request's SigV4 credential scope, and the principal who signed it. When the server has SQS keys
@@ -660,6 +669,7 @@ class SqsAdapter:
         missing = _invalid("RedrivePolicy", value, "Dead letter target does not exist.")
         if target is None or target == queue:
             raise missing
+        caller.require(target)  # admin on the dead-letter queue too, as API v1's dead_letter_queue needs
         if is_fifo(target) != is_fifo(queue):
             raise _invalid("RedrivePolicy", value, "Dead-letter queue must be same type of queue as the source..")
         try:
