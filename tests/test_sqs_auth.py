@@ -1,7 +1,10 @@
-"""SQS request signatures: with SQS_ACCESS_KEYS set, only requests signed (SigV4) with a configured key pass."""
+"""SQS request signatures, end to end: with SQS_ACCESS_KEYS set, only requests signed (SigV4) with a configured key
+pass, over the body they carry; boto3 and the AWS CLI sign as the server checks. tests/test_sqs_signing.py has
+every refusal in process."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,10 +12,12 @@ import boto3
 import botocore.config
 import httpx
 import pytest
+import trio
 from botocore.exceptions import ClientError
 from mypy_boto3_sqs import SQSClient
 
-from tests.servers import ServerProcess, server_process
+from tests.servers import ServerProcess, server_process, serving
+from tests.test_sqs_cli import aws, ok
 
 KEYS = "AKIDWONDERQ1:secret/one+1,AKIDWONDERQ2:second-secret"
 
@@ -81,6 +86,7 @@ def test_a_tampered_body_is_refused(server: ServerProcess) -> None:
 
     def capture(request: Any, **_: Any) -> None:
         sent["headers"] = dict(request.headers.items())
+        sent["body"] = request.body
 
     sqs.meta.events.register("before-send.sqs.SendMessage", capture)
     sqs.send_message(QueueUrl=url, MessageBody="original")
@@ -90,6 +96,50 @@ def test_a_tampered_body_is_refused(server: ServerProcess) -> None:
     response = httpx.post(server.url, content=body, headers=headers)
     assert response.status_code == 403
     assert response.headers["x-amzn-query-error"] == "SignatureDoesNotMatch;Sender"
+    # Issue 12's replay: an unsigned X-Amz-Content-Sha256 header vouching for the signed body.
+    vouching = {**headers, "X-Amz-Content-Sha256": hashlib.sha256(sent["body"]).hexdigest()}
+    response = httpx.post(
+        server.url, content=b'{"QueueUrl": "%s", "MessageBody": "TAMPERED"}' % url.encode(), headers=vouching
+    )
+    assert response.status_code == 403
+    assert response.headers["x-amzn-query-error"] == "SignatureDoesNotMatch;Sender"
     assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"] == {
         "ApproximateNumberOfMessages": "1"
     }
+
+
+def test_the_aws_cli_signs_with_a_configured_key(server: ServerProcess) -> None:
+    created = ok(aws(server, "create-queue", "--queue-name", "cli-signed", key="AKIDWONDERQ2", secret="second-secret"))
+    sent = aws(
+        server,
+        "send-message",
+        "--queue-url",
+        created["QueueUrl"],
+        "--message-body",
+        "signed by the CLI",
+        key="AKIDWONDERQ1",
+        secret="secret/one+1",
+    )
+    assert ok(sent)["MD5OfMessageBody"] == hashlib.md5(b"signed by the CLI").hexdigest()
+
+
+async def test_botocore_retries_a_request_over_its_rate() -> None:
+    """RATE_LIMIT 2 a second with a burst of 1: a second request at once is RequestThrottled, which botocore's
+    default (legacy) retry rules retry for SQS (RequestThrottled with 403; its standard mode retries the code
+    whatever the status, tests/test_sqs_wire.py)."""
+    async with serving(rate_limit=2.0, rate_burst=1) as url:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=botocore.config.Config(retries={"max_attempts": 8, "mode": "legacy"}),
+        )
+
+        def twice() -> int:
+            sqs.list_queues()
+            attempts: int = sqs.list_queues()["ResponseMetadata"]["RetryAttempts"]
+            return attempts
+
+        assert await trio.to_thread.run_sync(twice) >= 1

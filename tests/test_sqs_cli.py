@@ -29,12 +29,15 @@ def name() -> str:
     return f"cli-{uuid.uuid4().hex[:16]}"
 
 
-def aws(server: ServerProcess, *args: str, region: str = "us-east-1") -> subprocess.CompletedProcess[str]:
-    """`aws --endpoint-url URL sqs ARGS` with throwaway credentials and no user configuration."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+def aws(
+    server: ServerProcess, *args: str, region: str = "us-east-1", key: str = "x", secret: str = "x"
+) -> subprocess.CompletedProcess[str]:
+    """`aws --endpoint-url URL sqs ARGS` with these credentials (throwaway ones by default) and no user
+    configuration."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     env.update(
-        AWS_ACCESS_KEY_ID="x",
-        AWS_SECRET_ACCESS_KEY="x",
+        AWS_ACCESS_KEY_ID=key,
+        AWS_SECRET_ACCESS_KEY=secret,
         AWS_DEFAULT_REGION=region,
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,

@@ -17,6 +17,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from botocore.retries.standard import RetryContext, ThrottledRetryableChecker, TransientRetryableChecker
 
 from wonderq import sqs_wire as w
 
@@ -623,3 +624,69 @@ def test_parse_credential_scope_of_a_botocore_signature() -> None:
 )
 def test_parse_credential_scope_rejects(header: str) -> None:
     assert w.parse_credential_scope(header) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("20270115T080000Z", 1_800_000_000),
+        ("20240229T235959Z", 1_709_251_199),  # a leap day
+        ("00010101T000000Z", -62_135_596_800),
+    ],
+)
+def test_parse_amz_date(text: str, epoch: int) -> None:
+    assert w.parse_amz_date(text) == epoch
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("", "2027-01-15T08:00:00Z", "20270115T080000", "20270115t080000Z", "20230229T000000Z"),
+        *("00000101T000000Z", "20271301T000000Z", "20270100T000000Z", "20270115T240000Z", "20270115T086000Z"),
+        *("20270115T080060Z", "\uff12\uff10\uff12\uff170115T080000Z", "20270115T080000Z\n"),  # fullwidth digits
+    ],
+)
+def test_parse_amz_date_refuses_what_is_no_time(text: str) -> None:
+    assert w.parse_amz_date(text) is None
+
+
+def test_payload_hash_is_the_bodys_own() -> None:
+    body = b'{"QueueUrl": "x"}'
+    digest = hashlib.sha256(body).hexdigest()
+    assert w.payload_hash(None, body, allow_unsigned=False) == digest
+    assert w.payload_hash(digest, body, allow_unsigned=False) == digest
+    with pytest.raises(w.SqsError, match="does not match what was computed"):
+        w.payload_hash(hashlib.sha256(b"another body").hexdigest(), body, allow_unsigned=True)
+    with pytest.raises(w.SqsError, match="UNSIGNED-PAYLOAD is not accepted"):
+        w.payload_hash("UNSIGNED-PAYLOAD", body, allow_unsigned=False)
+    assert w.payload_hash("UNSIGNED-PAYLOAD", body, allow_unsigned=True) == "UNSIGNED-PAYLOAD"
+
+
+def test_check_scope_lists_every_scope_problem_as_aws_does() -> None:
+    scope = w.CredentialScope("AK", "20270114", "us-east-1", "s3", ("host", "x-amz-date"), "00")
+    with pytest.raises(w.SqsError) as caught:
+        w.check_scope(scope, "20270115T080000Z")
+    assert caught.value.code == "SignatureDoesNotMatch"
+    assert caught.value.message == (
+        "Credential should be scoped to correct service: 'sqs'. Date in Credential scope does not match YYYYMMDD"
+        " from ISO-8601 version of date from HTTP: '20270114' != '20270115', from '20270115T080000Z'."
+    )
+
+
+def test_access_denied_names_the_iam_action_in_lower_case() -> None:
+    assert w.access_denied_message("arn:aws:iam::123456789012:user/u", "SendMessageBatch", "arn:q") == (
+        "User: arn:aws:iam::123456789012:user/u is not authorized to perform: sqs:sendmessage on resource: arn:q"
+        " because no identity-based policy allows the sqs:sendmessage action"
+    )
+
+
+def test_the_errors_of_bodies_too_large_or_too_slow_and_of_throttling() -> None:
+    assert (w.ERRORS["RequestEntityTooLarge"].http_status, w.ERRORS["RequestTimeout"].http_status) == (413, 408)
+    # botocore's standard retry mode retries these codes (its legacy mode: RequestThrottled with 403, for SQS)
+    for code, checker in (
+        ("RequestTimeout", TransientRetryableChecker()),
+        ("RequestThrottled", ThrottledRetryableChecker()),
+    ):
+        parsed = {"Error": {"Code": w.ERRORS[code].query_code}}
+        assert checker.is_retryable(RetryContext(attempt_number=1, parsed_response=parsed))
+    assert w.SqsError("RequestThrottled", "slow down", 2.5).retry_after == 2.5

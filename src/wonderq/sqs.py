@@ -1,19 +1,19 @@
 """The Amazon SQS front end: SQS's AWS JSON 1.0 protocol on `POST /`, each action turned into actor commands,
 as API v1 turns its routes into them. SQS queues are WonderQ queues; see docs/sqs.md.
 
-This module owns the translation only: names and URLs to queues, SQS parameters and attributes to WonderQ's,
-replies and errors to what SQS sends. The wire facts (MD5s, error shapes, attribute rules) are in `sqs_wire`;
-every queue rule stays in the core. Where SQS and API v1 differ (a delete with an old receipt handle, deleting
-a dead-letter queue), the SQS endpoint follows SQS.
+This module owns the translation, and who may ask: names and URLs to queues, SQS parameters and attributes to
+WonderQ's, replies and errors to what SQS sends; a request's SigV4 signature checked against the server's
+`Access` (its SQS keys belong to principals), the principal's request rate, and the permission each action needs
+on the queue it names (`PERMISSIONS`). The wire facts (MD5s, error shapes, attribute rules, SigV4's checks) are
+in `sqs_wire`; every queue rule stays in the core. Where SQS and API v1 differ (a delete with an old receipt
+handle, deleting a dead-letter queue), the SQS endpoint follows SQS.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -28,6 +28,8 @@ import orjson
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestTimeout as BodyTimeout
 
 from wonderq import openapi
 from wonderq import sqs_wire as wire
@@ -50,16 +52,21 @@ from wonderq.commands import (
 from wonderq.config import Settings
 from wonderq.core import MAX_REDRIVE, is_fifo, split_receipt
 from wonderq.errors import (
+    CrossSiteRefused,
+    Forbidden,
     InvalidReceipt,
     LeaseLost,
     MessageNotFound,
+    QueueFull,
     QueueNotFound,
-    ShuttingDown,
-    StorageFull,
-    StorageUnavailable,
+    RateLimited,
+    TooManyQueues,
+    Unauthorized,
     WonderQError,
 )
 from wonderq.model import AttributeValue, Lease, Outgoing, Payload, QueueStats, TypedValue
+from wonderq.principals import Permission, Principal
+from wonderq.ratelimit import retry_after_header
 
 log = logging.getLogger("wonderq.sqs")
 
@@ -75,7 +82,6 @@ PURGE_INTERVAL = 60.0  # seconds between two purges of one queue, as in SQS
 MAX_TAGS = 50  # per queue, as in SQS
 MAX_MOVE_RATE = 500  # MaxNumberOfMessagesPerSecond
 MAX_MOVE_TASKS = 10  # remembered per source queue (ListMessageMoveTasks shows at most 10)
-MAX_CLOCK_SKEW = 900  # seconds a signed request's X-Amz-Date may be off, as in AWS
 ATTEMPT_WINDOW = 300.0  # seconds a FIFO receive may be retried with its ReceiveRequestAttemptId, as in SQS
 MAX_ATTEMPTS = 10_000  # receive attempts remembered at once (the oldest are forgotten first)
 TAG = "tag:"  # metadata name prefix of a queue tag
@@ -94,6 +100,46 @@ KEPT_AS_GIVEN = (  # SQS queue attributes WonderQ stores and returns without act
     "SqsManagedSseEnabled",
     "ReceiveMessageWaitTimeSeconds",
 )
+# The permission each action needs on the queue it names (docs/sqs.md). ListQueues lists only the queues the
+# principal may monitor; a move task needs admin on its DestinationArn too, a RedrivePolicy on its dead-letter
+# queue. AddPermission and RemovePermission need none: they are not supported.
+PERMISSIONS: dict[str, Permission] = {
+    **dict.fromkeys(("SendMessage", "SendMessageBatch"), Permission.SEND),
+    **dict.fromkeys(
+        (
+            "ReceiveMessage",
+            "DeleteMessage",
+            "DeleteMessageBatch",
+            "ChangeMessageVisibility",
+            "ChangeMessageVisibilityBatch",
+        ),
+        Permission.RECEIVE,
+    ),
+    **dict.fromkeys(
+        (
+            "CreateQueue",
+            "DeleteQueue",
+            "SetQueueAttributes",
+            "PurgeQueue",
+            "TagQueue",
+            "UntagQueue",
+            "StartMessageMoveTask",
+            "CancelMessageMoveTask",
+        ),
+        Permission.ADMIN,
+    ),
+    **dict.fromkeys(
+        (
+            "GetQueueAttributes",
+            "GetQueueUrl",
+            "ListQueues",
+            "ListQueueTags",
+            "ListDeadLetterSourceQueues",
+            "ListMessageMoveTasks",
+        ),
+        Permission.MONITOR,
+    ),
+}
 SYSTEM_ATTRIBUTES = (
     "SenderId",
     "SentTimestamp",
@@ -118,7 +164,7 @@ def _invalid(parameter: str, value: object, reason: str) -> wire.SqsError:
 NO_QUEUE = wire.QUEUE_DOES_NOT_EXIST_MESSAGE
 
 
-# ---- who is asking: region, account, and how they reach us --------------------------------------------------
+# ---- who is asking: region, account, how they reach us, and what they may do ---------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +173,29 @@ class Caller:
     account: str
     home_region: str  # SQS_REGION: its queue names are WonderQ's own
     base_url: str  # scheme://host of the request, for queue URLs
+    principal: Principal  # who signed the request (EVERYONE when SQS requests need no signature)
+    action: str
+
+    def may(self, internal: str) -> bool:
+        """Whether the principal has the permission of this action on the WonderQ queue `internal`."""
+        permission = PERMISSIONS.get(self.action)
+        return permission is not None and self.principal.allows(permission, internal)
+
+    def require(self, internal: str) -> None:
+        """AccessDenied unless the principal has the permission of this action on the WonderQ queue `internal`.
+        Checked before the queue is looked up, so that a principal cannot learn which queues exist."""
+        if not self.may(internal):
+            raise self.denied(self.arn_of(internal), internal)
+
+    def denied(self, resource: str, internal: str) -> wire.SqsError:
+        user = f"arn:aws:iam::{self.account}:user/{self.principal.name}"
+        permission = PERMISSIONS.get(self.action)
+        needs = f"the {permission} permission" if permission is not None else "a permission"
+        return _error(
+            "AccessDenied",
+            f"{wire.access_denied_message(user, self.action, resource)} (WonderQ: principal"
+            f" {self.principal.name!r} needs {needs} on {internal!r})",
+        )
 
     @property
     def home(self) -> bool:
@@ -182,10 +251,11 @@ class SqsAdapter:
     """Serves SQS requests through the actor, as API v1 does. Its own state (when each queue was last purged,
     the move tasks) lives only while the server runs."""
 
-    def __init__(self, handle: ActorHandle, settings: Settings) -> None:
+    def __init__(self, handle: ActorHandle, settings: Settings, access: Access) -> None:
         self._handle = handle
+        self._clock = handle.clock  # the broker's: epoch seconds on trio's clock
         self._settings = settings
-        self._keys = settings.access_keys()  # empty: requests are not authenticated
+        self._access = access
         self._purged_at: dict[str, float] = {}  # queue -> trio time of its last purge
         self._tasks: dict[str, list[MoveTask]] = {}  # source queue -> its move tasks, newest first
         self._attempts: OrderedDict[tuple[str, str], Attempt] = OrderedDict()  # (queue, attempt id), oldest first
@@ -218,13 +288,14 @@ class SqsAdapter:
     async def serve(self) -> Response:
         request_id = str(uuid.uuid4())
         try:
-            data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-            scope = self._authenticate(data)
+            data = await self._body()
+            scope, signer = self._signed(data)
+            self._access.admit(signer, request.remote_addr)
             action, params = self._parse(data)
-            caller = self._caller(scope)
+            caller = self._caller(scope, signer or self._access.anonymous(), action)
             handler = self._actions.get(action)
             if handler is None:
-                raise _error("InvalidAction", f"The action {action} is not valid for this endpoint.")
+                raise _error("InvalidAction", f"The action {action[:100]} is not valid for this endpoint.")
             reply = await handler(caller, params)
         except WonderQError as error:
             return _error_response(_as_sqs(error), request_id)
@@ -236,40 +307,68 @@ class SqsAdapter:
         headers = {"Content-Type": wire.JSON_CONTENT_TYPE, "x-amzn-RequestId": request_id}
         return Response(orjson.dumps(reply), status=200, headers=headers)
 
-    def _authenticate(self, data: bytes) -> wire.CredentialScope | None:
-        """The request's SigV4 credential scope; with SQS_ACCESS_KEYS set, the signature must be right too."""
+    async def _body(self) -> bytes:
+        """The whole request body: within MAX_REQUEST_BYTES, and within BODY_TIMEOUT seconds (or the app's own
+        body timeout, if shorter)."""
+        timeout = _error("RequestTimeout", "The request body did not arrive in time: send it whole, then wait.")
+        try:
+            with trio.move_on_after(self._settings.body_timeout):
+                return await request.get_data(cache=False, as_text=False, parse_form_data=False)
+        except RequestEntityTooLarge:
+            limit = self._settings.max_request_bytes
+            raise _error("RequestEntityTooLarge", f"The request body is larger than {limit} bytes.") from None
+        except BodyTimeout:
+            raise timeout from None
+        raise timeout
+
+    def _signed(self, data: bytes) -> tuple[wire.CredentialScope | None, Principal | None]:
+        """`_authenticate`, with a failed signature counted against the client address's rate (as a failed
+        sign-in is on the other front ends), so that guessing keys is throttled too."""
+        try:
+            return self._authenticate(data)
+        except wire.SqsError:
+            self._access.admit(None, request.remote_addr)
+            raise
+
+    def _authenticate(self, data: bytes) -> tuple[wire.CredentialScope | None, Principal | None]:
+        """The request's SigV4 credential scope, and the principal who signed it. When the server has SQS keys
+        (`Access.sqs_keys`), the signature must be one of theirs, over this very body, made within 15 minutes
+        of the broker's clock; without keys, any request passes and its principal is None."""
         header = request.headers.get("Authorization", "")
-        scope = wire.parse_credential_scope(header)
-        if not self._keys:
-            return scope
+        keys = self._access.sqs_keys
+        if keys is None:
+            return wire.parse_credential_scope(header), None
         if not header:
             raise _error("MissingAuthenticationToken", "Request is missing Authentication Token")
+        scope = wire.parse_credential_scope(header)
         if scope is None:
-            raise _error("IncompleteSignature", "The Authorization header is not an AWS4-HMAC-SHA256 signature.")
-        secret = self._keys.get(scope.access_key_id)
-        if secret is None:
+            raise _error(
+                "IncompleteSignature",
+                "The Authorization header is not an AWS4-HMAC-SHA256 signature"
+                " (Credential=key/yyyymmdd/region/sqs/aws4_request, SignedHeaders=..., Signature=...).",
+            )
+        amz_date = request.headers.get("X-Amz-Date")
+        if amz_date is None:
+            raise _error("IncompleteSignature", "Authorization header requires existence of a 'X-Amz-Date' header.")
+        signed_at = wire.parse_amz_date(amz_date)
+        if signed_at is None:
+            raise _error("IncompleteSignature", wire.amz_date_format_message(amz_date))
+        _check_clock_skew(amz_date, signed_at, self._clock.now())
+        wire.check_scope(scope, amz_date)
+        key = keys.by_sqs_key(scope.access_key_id)
+        if key is None:
             raise _error("InvalidClientTokenId", wire.INVALID_CLIENT_TOKEN_MESSAGE)
-        amz_date = request.headers.get("X-Amz-Date", "")
-        try:
-            signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
-        except ValueError:
-            raise _error("IncompleteSignature", "The request needs an X-Amz-Date header (yyyymmddThhmmssZ).") from None
-        if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
-            raise _error("SignatureDoesNotMatch", f"Signature expired: {amz_date} is more than 15 minutes from now.")
-        expected = wire.sigv4_signature(
-            secret_key=secret,
+        wire.verify_signature(
+            scope,
+            secret_key=key.secret,
             method=request.method,
             path=request.path,
             query=list(request.args.items(multi=True)),
             headers={name.lower(): value for name, value in request.headers.items()},
-            signed_headers=scope.signed_headers,
-            payload_sha256=request.headers.get("X-Amz-Content-Sha256") or hashlib.sha256(data).hexdigest(),
-            amz_date=amz_date,
-            scope=scope,
+            body=data,
+            allow_unsigned_payload=self._settings.sqs_allow_unsigned_payload,
         )
-        if not hmac.compare_digest(expected, scope.signature):
-            raise _error("SignatureDoesNotMatch", wire.SIGNATURE_MISMATCH_MESSAGE)
-        return scope
+        return scope, key.principal
 
     def _parse(self, data: bytes) -> tuple[str, Json]:
         target = request.headers.get("X-Amz-Target", "")
@@ -288,19 +387,18 @@ class SqsAdapter:
             raise _error("MalformedInput", "The request body must be a JSON object.")
         return target.removeprefix(prefix), params
 
-    def _caller(self, scope: wire.CredentialScope | None) -> Caller:
+    def _caller(self, scope: wire.CredentialScope | None, principal: Principal, action: str) -> Caller:
         settings = self._settings
         region = settings.sqs_region
         if scope is not None:
             region = scope.region
             if not (1 <= len(region) <= 40 and all(c.isdigit() or c == "-" or "a" <= c <= "z" for c in region)):
-                raise _error(
-                    "InvalidClientTokenId", f"The region {region[:50]!r} in the credential scope is not valid."
-                )
+                raise _error("SignatureDoesNotMatch", wire.invalid_region_message(region))
         forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
         scheme = forwarded if forwarded in ("http", "https") else request.scheme
         host = request.headers.get("Host") or f"{settings.host}:{settings.port}"
-        return Caller(region, settings.sqs_account_id, settings.sqs_region, f"{scheme}://{host}")
+        base_url = f"{scheme}://{host}"
+        return Caller(region, settings.sqs_account_id, settings.sqs_region, base_url, principal, action)
 
     async def _ask(self, command: Command[T]) -> T:
         """The actor's reply, with WonderQ's errors as the SQS errors that mean the same."""
@@ -326,13 +424,20 @@ class SqsAdapter:
         return self._get(params, name, str, required=required)
 
     def _queue_of(self, caller: Caller, params: Json) -> tuple[str, str]:
-        """(WonderQ queue, SQS name) of the QueueUrl parameter, by its path only: /<account>/<name>."""
+        """(WonderQ queue, SQS name) of the QueueUrl parameter, by its path only: /<account>/<name>; the
+        caller must have the action's permission on that queue."""
         url = self._text(params, "QueueUrl", required=True)
         assert url is not None
-        parts = [part for part in urlsplit(url).path.split("/") if part]
+        try:
+            path = urlsplit(url).path
+        except ValueError:  # not a URL at all ("http://[::1")
+            raise _error("InvalidAddress", wire.invalid_address_message(url)) from None
+        parts = [part for part in path.split("/") if part]
         if len(parts) != 2 or parts[0] != caller.account or not _valid_name(parts[1]):
             raise _error("QueueDoesNotExist", NO_QUEUE)
-        return caller.queue(parts[1]), parts[1]
+        queue = caller.queue(parts[1])
+        caller.require(queue)
+        return queue, parts[1]
 
     def _queue_of_arn(self, caller: Caller, arn: str) -> str | None:
         """The WonderQ queue an SQS ARN of this account and region names, or None."""
@@ -359,6 +464,7 @@ class SqsAdapter:
         if not wire.is_valid_queue_name(name, fifo=fifo):  # a .fifo name without FifoQueue too, as in SQS
             raise _error("InvalidParameterValue", wire.FIFO_QUEUE_NAME_MESSAGE if fifo else wire.QUEUE_NAME_MESSAGE)
         queue = caller.queue(name)
+        caller.require(queue)
         changes = await self._translate(caller, queue, attributes, creating=True)
         try:
             existing: QueueStats | None = await self._handle.ask(GetQueue(queue))
@@ -386,15 +492,19 @@ class SqsAdapter:
         assert name is not None
         if (owner is not None and owner != caller.account) or not _valid_name(name):
             raise _error("QueueDoesNotExist", NO_QUEUE)
+        caller.require(caller.queue(name))
         await self._stats(caller.queue(name))
         return {"QueueUrl": caller.url(name)}
 
     async def list_queues(self, caller: Caller, params: Json) -> Json:
+        """The queues of the caller's region that it may monitor (AccessDenied if it may monitor none)."""
         prefix = self._text(params, "QueueNamePrefix") or ""
+        if not caller.principal.allows_somewhere(Permission.MONITOR):
+            raise caller.denied(caller.arn("*"), "*")
         names = sorted(
             name
             for stats in await self._ask(ListQueues())
-            if (name := caller.owns(stats.name)) is not None and name.startswith(prefix)
+            if (name := caller.owns(stats.name)) is not None and name.startswith(prefix) and caller.may(stats.name)
         )
         return self._page(params, [caller.url(name) for name in names], "QueueUrls", key=names)
 
@@ -517,7 +627,7 @@ class SqsAdapter:
     ) -> _Changes:
         """SQS queue attributes as WonderQ's, each checked as SQS checks it (with the `current` queue's
         settings where a rule spans attributes)."""
-        changes = _Changes(metadata={SETTING + "LastModifiedTimestamp": str(int(time.time()))})
+        changes = _Changes(metadata={SETTING + "LastModifiedTimestamp": str(int(self._clock.now()))})
         fifo = is_fifo(queue)
         for key, raw in given.items():
             value = wire.validate_queue_attribute(key, raw, fifo=fifo, creating=creating)
@@ -559,6 +669,7 @@ class SqsAdapter:
         missing = _invalid("RedrivePolicy", value, "Dead letter target does not exist.")
         if target is None or target == queue:
             raise missing
+        caller.require(target)  # admin on the dead-letter queue too, as API v1's dead_letter_queue needs
         if is_fifo(target) != is_fifo(queue):
             raise _invalid("RedrivePolicy", value, "Dead-letter queue must be same type of queue as the source..")
         try:
@@ -937,10 +1048,12 @@ class SqsAdapter:
     async def list_dead_letter_source_queues(self, caller: Caller, params: Json) -> Json:
         queue, _ = self._queue_of(caller, params)
         await self._stats(queue)
-        names = sorted(
+        names = sorted(  # the sources the caller may monitor too
             name
             for stats in await self._ask(ListQueues())
-            if stats.attributes.dead_letter_queue == queue and (name := caller.owns(stats.name)) is not None
+            if stats.attributes.dead_letter_queue == queue
+            and (name := caller.owns(stats.name)) is not None
+            and caller.may(stats.name)
         )
         return self._page(params, [caller.url(name) for name in names], "queueUrls", key=names)
 
@@ -966,7 +1079,7 @@ class SqsAdapter:
         handle = base64.b64encode(
             json.dumps({"taskId": str(uuid.uuid4()), "sourceArn": source_arn}, separators=(",", ":")).encode()
         ).decode()
-        task = MoveTask(handle, source_arn, destination_arn, rate, moved, int(time.time() * 1000))
+        task = MoveTask(handle, source_arn, destination_arn, rate, moved, int(self._clock.now() * 1000))
         tasks = self._tasks.setdefault(source, [])
         tasks.insert(0, task)
         del tasks[MAX_MOVE_TASKS:]
@@ -985,6 +1098,7 @@ class SqsAdapter:
         queue = self._queue_of_arn(caller, arn)
         if queue is None:
             raise missing
+        caller.require(queue)
         try:
             await self._handle.ask(GetQueue(queue))
         except QueueNotFound:
@@ -1016,9 +1130,10 @@ class SqsAdapter:
 
     async def cancel_message_move_task(self, caller: Caller, params: Json) -> Json:
         handle = self._text(params, "TaskHandle", required=True)
-        for tasks in self._tasks.values():
+        for source, tasks in self._tasks.items():
             for task in tasks:
                 if task.handle == handle:
+                    caller.require(source)
                     # Tasks run to the end before StartMessageMoveTask replies: none is left to cancel.
                     raise _error(
                         "InvalidParameterValue", "Only active tasks can be cancelled; this task has completed."
@@ -1065,17 +1180,53 @@ class _Changes:
 
 
 def _as_sqs(error: WonderQError) -> wire.SqsError:
-    """The SQS error that means what a WonderQ error means."""
+    """The SQS error that means what a WonderQ error means, with its Retry-After. Over its rate a client gets
+    RequestThrottled (403, as SQS's model has it), which botocore retries; a full queue or too many queues is
+    OverLimit (403, SQS's error for a limit reached); any other WonderQ error of status 5xx (shutting down,
+    storage, an overloaded actor, too many long polls) is ServiceUnavailable (503), which SDKs retry too."""
+    code = "InvalidParameterValue"
+    message = error.message
     if isinstance(error, QueueNotFound):
-        return _error("QueueDoesNotExist", NO_QUEUE)
-    if isinstance(error, ShuttingDown | StorageUnavailable | StorageFull):
-        return _error("ServiceUnavailable", error.message)
-    return _error("InvalidParameterValue", error.message)
+        code, message = "QueueDoesNotExist", NO_QUEUE
+    elif isinstance(error, RateLimited):
+        code = "RequestThrottled"
+    elif isinstance(error, QueueFull | TooManyQueues):
+        code = "OverLimit"
+    elif isinstance(error, Forbidden | CrossSiteRefused):
+        code = "AccessDenied"
+    elif isinstance(error, Unauthorized):
+        code = "MissingAuthenticationToken"
+    elif error.status >= 500:
+        code = "ServiceUnavailable"
+    return wire.SqsError(code, message, error.retry_after)
 
 
 def _error_response(error: wire.SqsError, request_id: str) -> Response:
     status, headers, body = wire.error_response(error.code, error.message, request_id)
+    if error.retry_after is not None:
+        headers["Retry-After"] = retry_after_header(error.retry_after)
     return Response(body, status=status, headers=headers)
+
+
+def _check_clock_skew(amz_date: str, signed_at: int, now: float) -> None:
+    """SignatureDoesNotMatch, with AWS's texts, for a signature made more than MAX_CLOCK_SKEW seconds before or
+    after `now` (epoch seconds)."""
+    skew = wire.MAX_CLOCK_SKEW
+    if now - signed_at > skew:
+        raise _error(
+            "SignatureDoesNotMatch",
+            f"Signature expired: {amz_date} is now earlier than {_amz_date(now - skew)} ({_amz_date(now)} - 15 min.)",
+        )
+    if signed_at - now > skew:
+        raise _error(
+            "SignatureDoesNotMatch",
+            f"Signature not yet current: {amz_date} is still later than {_amz_date(now + skew)}"
+            f" ({_amz_date(now)} + 15 min.)",
+        )
+
+
+def _amz_date(epoch_seconds: float) -> str:
+    return time.strftime(wire.AMZ_DATE_FORMAT, time.gmtime(epoch_seconds))
 
 
 def _valid_name(name: str) -> bool:
@@ -1152,9 +1303,9 @@ def _body_text(payload: Payload) -> str:
 
 
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
-    """Serve SQS on `POST /` of `app` (and on `POST /<account>/<queue>`, where some SDKs send queue actions)."""
-    del access  # (who may sign requests: still SQS_ACCESS_KEYS, read by the adapter)
-    adapter = SqsAdapter(handle, settings)
+    """Serve SQS on `POST /` of `app` (and on `POST /<account>/<queue>`, where some SDKs send queue actions),
+    signed by the SQS keys of `access` and within its rates."""
+    adapter = SqsAdapter(handle, settings, access)
 
     @sqs_route
     @openapi.operation(
