@@ -13,6 +13,7 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import trio
 from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
@@ -52,6 +53,7 @@ def see_other(location: str) -> Response:
 
 def install(app: QuartTrio, access: Access) -> None:
     """Put the gate in front of every route of `app` (register it after the hooks that must run first)."""
+    app.asgi_app = _refusing_unusable_hosts(app.asgi_app)  # type: ignore[method-assign]
 
     @app.before_request
     async def _gate_request() -> Response | None:
@@ -71,6 +73,37 @@ def install(app: QuartTrio, access: Access) -> None:
             response.vary.add("Origin")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
+
+
+def usable_host(header: bytes) -> bool:
+    """Whether the framework can route a request with this `Host` (werkzeug IDNA-encodes it, and a label over 63
+    characters, say, makes it raise before any hook of ours runs)."""
+    try:
+        header.decode("latin-1").encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _refusing_unusable_hosts(asgi_app: Any) -> Any:
+    """Answer a request whose `Host` the framework cannot even route (it would be a 500) with 421
+    `host_not_allowed` before it reaches the app."""
+    refusal = orjson.dumps({"error": {"code": HostNotAllowed.code, "message": "the Host header is not a host name"}})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = next((value for name, value in scope.get("headers", ()) if name == b"host"), b"")
+            if not usable_host(host):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})  # before the handshake: a 403
+                    return
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(refusal)).encode())]
+                await send({"type": "http.response.start", "status": HostNotAllowed.status, "headers": headers})
+                await send({"type": "http.response.body", "body": refusal})
+                return
+        await asgi_app(scope, receive, send)
+
+    return app
 
 
 def _admit(access: Access, app: QuartTrio, connection: Any, *, websocket: bool) -> Response | None:

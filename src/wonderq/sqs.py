@@ -1201,6 +1201,12 @@ def _as_sqs(error: WonderQError) -> wire.SqsError:
     return wire.SqsError(code, message, error.retry_after)
 
 
+def error_reply(error: WonderQError) -> Response:
+    """A WonderQ error raised before the endpoint ran (the HTTP gate's: a Host not served, a cross-site request,
+    the server's rate) as the SQS error an SDK can read."""
+    return _error_response(_as_sqs(error), str(uuid.uuid4()))
+
+
 def _error_response(error: wire.SqsError, request_id: str) -> Response:
     status, headers, body = wire.error_response(error.code, error.message, request_id)
     if error.retry_after is not None:

@@ -20,14 +20,14 @@ import orjson
 import pydantic_core
 import trio
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
-from quart import Response, g, request, websocket
+from quart import Response, g, has_request_context, request, websocket
 from quart.typing import ResponseTypes
 from quart_trio import QuartTrio
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from wonderq import __version__, dashboard, gate, openapi, sqs, stream
-from wonderq.access import Access, needs, public
+from wonderq.access import Access, need_of, needs, public
 from wonderq.actor import ActorHandle
 from wonderq.commands import (
     MAX_WAIT,
@@ -460,6 +460,10 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
 
     @app.errorhandler(WonderQError)
     async def _domain_error(error: WonderQError) -> Response:
+        if has_request_context() and request.url_rule is not None:
+            need = need_of(app.view_functions[request.url_rule.endpoint])
+            if need is not None and need.sqs:  # the gate refused an SQS request: say so as SQS would
+                return sqs.error_reply(error)
         return error_response(error)
 
     @app.errorhandler(HTTPException)
