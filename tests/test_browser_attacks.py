@@ -292,7 +292,7 @@ def refusals(target_message: str) -> dict[str, list[Answer]]:
         "textFormSend": [("POST", "/v1/queues/injected/messages", 403)],
         # The preflight is answered, without CORS headers for this origin: the browser never sends the DELETE.
         "corsDelete": [("OPTIONS", "/v1/queues/doomed", 200)],
-        "stream": [],  # the upgrade's refusal is not in the access log: the browser reports it
+        "stream": [("GET", "/v1/queues/secret/stream", 403)],  # the refused upgrade (the browser reports it too)
     }
 
 
@@ -311,7 +311,7 @@ def admissions(target_message: str) -> dict[str, list[Answer]]:
         "textFormBatch": [("POST", "/v1/queues/injected/messages/batch", 415)],
         "textFormSend": [("POST", "/v1/queues/injected/messages", 201)],
         "corsDelete": [("OPTIONS", "/v1/queues/doomed", 204), ("DELETE", "/v1/queues/doomed", 204)],
-        "stream": [],
+        "stream": [],  # an accepted upgrade is not a request of the access log
     }
 
 

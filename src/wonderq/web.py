@@ -505,10 +505,11 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
 
     @app.after_websocket
     async def _finish_websocket(response: ResponseTypes | None) -> ResponseTypes | None:
-        """An access log line for a WebSocket: 101 once it closes, or the status its upgrade was refused with."""
-        status = response.status_code if response is not None else 101
-        current = websocket._get_current_object()  # type: ignore[attr-defined]
-        record_request(current, "GET", status, getattr(g, "request_id", None) or new_request_id())
+        """An access log line for a refused WebSocket upgrade, with the status it was refused with (an accepted
+        socket's end is not a request's: it is not logged)."""
+        if response is not None:
+            current = websocket._get_current_object()  # type: ignore[attr-defined]
+            record_request(current, "GET", response.status_code, getattr(g, "request_id", None) or new_request_id())
         return response
 
     def record_request(current: Any, method: str, status: int, request_id: str) -> None:
