@@ -268,7 +268,7 @@ async def test_a_frame_the_stream_may_not_make_is_forbidden(
     made = stream.Connection
 
     def limited(*args: Any, **kwargs: Any) -> stream.Connection:
-        return made(*args, **kwargs, may_send=may_send, may_receive=may_receive)
+        return made(*args, **{**kwargs, "may_send": may_send, "may_receive": may_receive})
 
     monkeypatch.setattr(stream, "Connection", limited)
     await put_queue(client)
@@ -367,3 +367,18 @@ async def test_an_unexpected_error_is_logged_and_answered_and_the_socket_stays(
     (record,) = [r for r in caplog.records if r.name == "wonderq.stream"]
     assert record.exc_info is not None
     assert "a bug" in str(record.exc_info[1])
+
+
+async def test_a_bug_before_the_upgrade_is_a_logged_500_not_a_second_error(
+    client: Client, autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> stream.Connection:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stream, "Connection", broken)
+    refused = await refusal(client)
+    assert refused.response.status_code == 500
+    assert any(
+        record.getMessage().startswith(f"unexpected error on GET {PATH}") and record.exc_info
+        for record in caplog.records
+    )

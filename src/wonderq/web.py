@@ -485,12 +485,13 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         request_id = getattr(g, "request_id", None)
+        method, path = (request.method, request.path) if has_request_context() else ("GET", websocket.path)
         log.exception(
             "unexpected error on %s %s (request %s)",
-            request.method,
-            request.path,
+            method,
+            path,
             request_id,
-            extra={"request_id": request_id, "method": request.method, "path": request.path},
+            extra={"request_id": request_id, "method": method, "path": path},
         )
         return json_response({"error": {"code": "internal_error", "message": "internal error"}}, 500)
 
