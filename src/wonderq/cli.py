@@ -163,11 +163,15 @@ def check(data_dir: str) -> None:
         sys.exit(1)
     counts = ", ".join(f"{count} {table}" for table, count in report.counts.items())
     click.echo(f"{report.path}: WonderQ store, schema version {report.schema_version}")
-    click.echo(f"  rows: {counts}; {report.quarantined} in quarantine")
+    if report.counts:
+        click.echo(f"  rows: {counts}; {report.quarantined} in quarantine")
     click.echo(f"  integrity check: {report.integrity}")
-    click.echo(f"  bad rows: {len(report.bad_rows) or 'none'}")
-    for row in report.bad_rows:
-        click.echo(f"    {row}")
+    if report.bad_rows is None:
+        click.echo("  bad rows: not looked for in a damaged file")
+    else:
+        click.echo(f"  bad rows: {len(report.bad_rows) or 'none'}")
+        for row in report.bad_rows:
+            click.echo(f"    {row}")
     if report.integrity != "ok":
         click.echo("not sound: SQLite finds the file damaged; restore a backup (docs/operations.md, Restoring)")
     elif report.bad_rows:

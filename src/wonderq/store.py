@@ -911,8 +911,11 @@ def schema_version(db: sqlite3.Connection) -> str:
 
 
 def integrity_check(db: sqlite3.Connection) -> str:
-    """SQLite's own check of the file: 'ok' when it is sound."""
-    return "; ".join(str(row[0]) for row in db.execute("PRAGMA integrity_check"))
+    """SQLite's own check of the file: 'ok' when it is sound, else what it found."""
+    try:
+        return "; ".join(str(row[0]) for row in db.execute("PRAGMA integrity_check"))
+    except sqlite3.DatabaseError as error:  # damaged beyond what the check itself can read
+        return str(error)
 
 
 def table_columns(db: sqlite3.Connection, table: str) -> set[str]:

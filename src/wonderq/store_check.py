@@ -44,10 +44,10 @@ class BadRow:
 class CheckReport:
     path: Path
     schema_version: str
-    counts: dict[str, int]  # rows per table of COUNTED
+    counts: dict[str, int]  # rows per table of COUNTED (none counted in a damaged file)
     quarantined: int  # rows already moved to quarantine by earlier repairs
     integrity: str  # SQLite's integrity check: "ok" when the file is sound
-    bad_rows: tuple[BadRow, ...]
+    bad_rows: tuple[BadRow, ...] | None  # None: not looked for, SQLite finding the file itself damaged
 
     @property
     def sound(self) -> bool:
@@ -79,10 +79,12 @@ def check(data_dir: Path) -> CheckReport:
     try:
         version = schema_version(db)
         _refuse_newer(data_dir / DB_NAME, version)
+        integrity = integrity_check(db)
+        if integrity != "ok":  # what the rows hold cannot be trusted, or even read
+            return CheckReport(data_dir / DB_NAME, version, {}, 0, integrity, None)
         tables = {str(name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         counts = {table: _count(db, table) for table in COUNTED}
         quarantined = sum(_count(db, table) for table in tables if table.startswith("quarantined_"))
-        integrity = integrity_check(db)
         rows = tuple(bad_rows(db))
     except sqlite3.Error as error:
         raise StoreError(
