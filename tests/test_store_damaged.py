@@ -338,18 +338,22 @@ def exercise(core: Core) -> None:
 # ---- damaged pages --------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def damaged(tmp_path: Path) -> Path:
+def make_damaged(data: Path) -> None:
     """A store of 2,000 messages with pages of its messages table overwritten."""
-    store = SqliteStore(tmp_path, sync="normal")
+    store = SqliteStore(data, sync="normal")
     queue = QueueRecord("q", 30.0, 0, 0.0, 0, T0, 2000, 0, 0, 0, 0)
     body = Payload(b"x" * 300, "text/plain")
     records = tuple(MessageRecord(f"{n:016x}", "q", body, 0, T0, None, 0, None, None, None, None) for n in range(2000))
     store.commit(Changes(queues=(queue,), inserted_messages=records, last_id=f"{1999:016x}"))
     store.close()
-    with (tmp_path / DB_NAME).open("r+b") as file:
+    with (data / DB_NAME).open("r+b") as file:
         file.seek(40 * 4096)
         file.write(b"\xa5" * 4096 * 20)
+
+
+@pytest.fixture
+def damaged(tmp_path: Path) -> Path:
+    make_damaged(tmp_path)
     return tmp_path
 
 
