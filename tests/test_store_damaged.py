@@ -367,3 +367,21 @@ def test_repair_will_not_touch_damaged_pages(damaged: Path) -> None:
         repair(damaged, now=REPAIRED_AT)
     report = check(damaged)
     assert (report.sound, report.integrity, report.bad_rows) == (False, "database disk image is malformed", None)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE meta SET value = '0000000000000001' WHERE key = 'last_id'", "DELETE FROM meta WHERE key = 'last_id'"],
+)
+def test_new_ids_never_replace_stored_messages_whatever_last_id_says(data: Path, statement: str) -> None:
+    """A store put together by hand may record an older last id than its newest message, or none: ids then
+    continue after the newest message, so that a send never overwrites one (INSERT OR REPLACE)."""
+    corrupt(data, statement)
+    assert check(data).sound
+    store = SqliteStore(data, sync="normal")
+    try:
+        assert store.load().last_id == IDS[3]
+    finally:
+        store.close()
+    core, _ = load_all(data)
+    assert core.send("jobs", Payload(b"new", "text/plain"), now=0.0) > IDS[3]

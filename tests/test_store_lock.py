@@ -3,6 +3,7 @@ the tools that read a live store (backup, check) keep working beside it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -58,9 +59,12 @@ def test_in_one_process_a_second_store_never_opens_the_file(tmp_path: Path) -> N
     same process must be refused before it opens the file, and the first must go on working."""
     first = SqliteStore(tmp_path, sync="normal")
     try:
+        held = posix_locks(tmp_path / DB_NAME)
+        assert held  # SQLite's own, in WAL mode
         (tmp_path / LOCK_NAME).unlink()
         with pytest.raises(StoreError, match="is in use by another WonderQ server"):
             SqliteStore(tmp_path)
+        assert posix_locks(tmp_path / DB_NAME) == held  # not dropped by a close of the file
         core = journaled_core()
         core.send("q", text("x"), now=T0)
         first.commit(core.drain_changes())
@@ -68,6 +72,17 @@ def test_in_one_process_a_second_store_never_opens_the_file(tmp_path: Path) -> N
     finally:
         first.close()
     SqliteStore(tmp_path).close()  # released on close
+
+
+def posix_locks(path: Path) -> list[str]:
+    """The POSIX (fcntl) locks this process holds on `path`, from /proc/locks."""
+    found = path.stat()
+    inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    return [
+        " ".join(fields[3:])
+        for fields in (line.split() for line in Path("/proc/locks").read_text().splitlines())
+        if fields[1] == "POSIX" and fields[5] == inode and fields[4] == str(os.getpid())
+    ]
 
 
 def test_the_lock_is_on_the_database_file(tmp_path: Path) -> None:
