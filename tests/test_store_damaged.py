@@ -130,18 +130,20 @@ def test_another_programs_database_is_refused_and_left_alone(tmp_path: Path) -> 
         db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
         db.execute("CREATE TABLE meta (k, v)")  # a `meta` table, but not WonderQ's
     db.close()
+    before = (tmp_path / DB_NAME).read_bytes()
     with pytest.raises(StoreError, match=r"not a WonderQ store \(it holds the tables 'customers', 'meta' of another"):
         SqliteStore(tmp_path)
-    with sqlite3.connect(tmp_path / DB_NAME) as db:
-        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master")] == ["customers", "meta"]
-    db.close()
+    assert (tmp_path / DB_NAME).read_bytes() == before  # not even switched to WAL mode
+    assert sorted(path.name for path in tmp_path.iterdir()) == [DB_NAME, "wonderq.lock"]
 
 
 def test_a_database_stamped_by_another_program_is_refused(tmp_path: Path, template: Path) -> None:
     shutil.copy(template, tmp_path / DB_NAME)
-    corrupt(tmp_path, "PRAGMA application_id = 1234")  # even with WonderQ's tables
+    corrupt(tmp_path, "PRAGMA application_id = 1234", "PRAGMA journal_mode = DELETE")  # even with WonderQ's tables
+    before = (tmp_path / DB_NAME).read_bytes()
     with pytest.raises(StoreError, match="its SQLite application id is 0x4d2, another program's"):
         SqliteStore(tmp_path)
+    assert (tmp_path / DB_NAME).read_bytes() == before
     with pytest.raises(StoreError, match="another program's"):
         check(tmp_path)
 

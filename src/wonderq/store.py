@@ -365,6 +365,7 @@ class SqliteStore:
             self._db = sqlite3.connect(
                 f"{self.path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None, check_same_thread=False
             )
+            stamped = identify(self._db, self.path)  # before anything writes: another program's file stays as it is
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"{self.path}: cannot use SQLite's WAL mode here (got {mode!r})")
@@ -391,7 +392,7 @@ class SqliteStore:
                 # lease and acknowledge its messages, which is how it empties.
                 hard_limit = int(max_bytes * (1 + HEADROOM)) + HEADROOM_BYTES
                 self._db.execute(f"PRAGMA max_page_count = {max(1, hard_limit // page_size)}")
-            self._open_schema()
+            self._open_schema(stamped=stamped)
             self._measure()
             if reserve_bytes is not None:
                 self._keep_reserve()
@@ -405,11 +406,9 @@ class SqliteStore:
                 raise StoreError(f"cannot use the data directory {data_dir}: {error.strerror or error}") from None
             raise StoreError(f"{self.path}: cannot open the store: {error}") from None
 
-    def _open_schema(self) -> None:
-        """Check that the file is a WonderQ store, then stamp it if an older WonderQ made it and bring its tables
-        up to SCHEMA_VERSION."""
+    def _open_schema(self, *, stamped: bool) -> None:
+        """Stamp the store if an older WonderQ made it (not `stamped`), and bring its tables up to SCHEMA_VERSION."""
         db = self._db
-        stamped = identify(db, self.path)
         version = schema_version(db)
         if version != SCHEMA_VERSION and version not in MIGRATIONS:
             raise StoreError(
