@@ -59,7 +59,10 @@ ROW_OVERHEAD = 200  # bytes a stored message costs beyond its body (row, id inde
 HEADROOM = 0.25  # share of max_bytes (plus HEADROOM_BYTES) kept for leases and acks once sends are refused
 HEADROOM_BYTES = 4 * 1024 * 1024
 RESERVE_BLOCK = 1024 * 1024  # bytes written per call while making the reserve
-REFILL_FACTOR = 2  # the reserve is made again once the file system has this many times its size free
+# The reserve is made again once the file system has this many times its size free: a quarter more, so that a
+# disk at the edge does not flap between full and not (each refill writes the whole reserve), yet little enough
+# that a small volume, which had just room for the reserve at start, gets there again once drained.
+REFILL_FACTOR = 1.25
 MAX_NUMBER = 1e300  # a stored time or duration beyond this is no finite number (SQLite keeps 1e999 as infinity)
 
 Sync = Literal["full", "normal"]
@@ -734,7 +737,7 @@ class SqliteStore:
                 _mib(self.reserve_bytes),
                 self.data_dir,
                 error.strerror or error,
-                _mib(REFILL_FACTOR * self.reserve_bytes),
+                _mib(int(REFILL_FACTOR * self.reserve_bytes)),
             )
 
     def _release_reserve(self, error: sqlite3.Error) -> bool:
@@ -755,7 +758,7 @@ class SqliteStore:
             " sends are refused (507) until the file system has %s free",
             self.data_dir,
             _mib(self.reserve_bytes),
-            _mib(REFILL_FACTOR * self.reserve_bytes),
+            _mib(int(REFILL_FACTOR * self.reserve_bytes)),
         )
         return True
 
