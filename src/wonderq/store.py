@@ -262,7 +262,6 @@ MESSAGES = TableRules(
     "messages",
     key="CASE WHEN id >= 0 THEN printf('%016x', id) ELSE id END",
     rules=(
-        Rule("id", "integer", non_negative=True),
         Rule("queue", "text"),
         Rule("body", "blob"),
         Rule("content_type", "text"),
@@ -279,7 +278,10 @@ MESSAGES = TableRules(
         Rule("message_group", "text", nullable=True),
         Rule("dedup_id", "text", nullable=True),
     ),
-    always=(("queue NOT IN (SELECT name FROM queues)", "'its queue ' || quote(queue) || ' does not exist'"),),
+    always=(
+        ("id < 0", "'id is negative (' || id || ')'"),  # the rowid: always an INTEGER, so only its sign is checked
+        ("queue NOT IN (SELECT name FROM queues)", "'its queue ' || quote(queue) || ' does not exist'"),
+    ),
     when_set=(("(receipt IS NULL) != (deadline_at IS NULL)", "'a lease needs both receipt and deadline_at'"),),
     json_column="attributes",
     parse=_load_attributes,
