@@ -20,6 +20,7 @@ from wonderq.ids import TimeOrderedIds
 from wonderq.model import Payload
 from wonderq.principals import new_token
 
+TEST_RESERVE_BYTES = 1024 * 1024  # a durable test server's disk reserve: the default 64 MiB would be written each time
 EPOCH = 1_800_000_000.0  # wall-clock seconds the tests' trio clock 0 maps to
 
 
@@ -52,6 +53,7 @@ def settings(**overrides: Any) -> Settings:
         "max_message_bytes": 1024,
         "max_batch": 10,
         "max_request_bytes": 64 * 1024,
+        "reserve_bytes": TEST_RESERVE_BYTES,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from tests.helpers import settings
+from tests.helpers import TEST_RESERVE_BYTES, settings
 from wonderq.server import serve
 
 LISTENING = re.compile(r"WonderQ listening on (http://\S+)")
@@ -44,7 +44,7 @@ def server_process(*args: str, env: dict[str, str] | None = None, cwd: Path | No
     command = [sys.executable, "-m", "wonderq", "serve", "--host", "127.0.0.1", "--port", "0", *args]
     if "--data-dir" not in args:
         command.append("--memory")
-    child_env = {**os.environ, **(env or {})}
+    child_env = {**os.environ, "RESERVE_BYTES": str(TEST_RESERVE_BYTES), **(env or {})}
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=child_env, cwd=cwd
     )

@@ -13,6 +13,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "wonderq"
 LAYERS: list[set[str]] = [
     {"errors", "model", "ids", "clock", "sqs_wire", "ready", "logs", "principals", "crosssite", "sessions"},
     {"core", "store"},
+    {"store_check"},
     {"commands", "config", "metrics", "ratelimit"},
     {"access"},
     {"actor"},

@@ -259,7 +259,7 @@ class Actor:
         if isinstance(command, Send) and self._room is not None:
             need = sum(message_cost(m.payload if isinstance(m, Outgoing) else m) for m in command.payloads)
             if need > self._room:  # refused before it touches the core; leases and acks still go through
-                full = StorageFull(f"the store is full (MAX_STORE_BYTES): {need} more bytes do not fit")
+                full = StorageFull(f"the store is full (the disk, or MAX_STORE_BYTES): {need} more bytes do not fit")
                 self._replies.append((command, slot, outcome.Error(full)))
                 return
             self._room -= need

@@ -218,6 +218,78 @@ def token(name: str, grants: tuple[str, ...]) -> None:
     click.echo("\n".join(lines))
 
 
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default="wonderq-data",
+    show_default=True,
+    help="The data directory to check.",
+)
+def check(data_dir: str) -> None:
+    """Report every bad row of the store and SQLite's integrity check, changing nothing (safe while a server runs).
+
+    Exit status 0 when the store is sound, 1 otherwise."""
+    from pathlib import Path
+
+    from wonderq.store import StoreError
+    from wonderq.store_check import check as check_store
+
+    try:
+        report = check_store(Path(data_dir))
+    except StoreError as error:
+        click.echo(f"wonderq: {error}", err=True)
+        sys.exit(1)
+    counts = ", ".join(f"{count} {table}" for table, count in report.counts.items())
+    click.echo(f"{report.path}: WonderQ store, schema version {report.schema_version}")
+    if report.counts:
+        click.echo(f"  rows: {counts}; {report.quarantined} in quarantine")
+    click.echo(f"  integrity check: {report.integrity}")
+    if report.bad_rows is None:
+        click.echo("  bad rows: not looked for in a damaged file")
+    else:
+        click.echo(f"  bad rows: {len(report.bad_rows) or 'none'}")
+        for row in report.bad_rows:
+            click.echo(f"    {row}")
+    if report.integrity != "ok":
+        click.echo("not sound: SQLite finds the file damaged; restore a backup (docs/operations.md, Restoring)")
+    elif report.bad_rows:
+        click.echo(f"not sound: stop the server, then `wonderq repair --data-dir {data_dir}` quarantines the bad rows")
+    else:
+        click.echo("sound")
+    sys.exit(0 if report.sound else 1)
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default="wonderq-data",
+    show_default=True,
+    help="The data directory to repair (its server stopped).",
+)
+def repair(data_dir: str) -> None:
+    """Move every bad row of the store into quarantine (tables quarantined_<table>, each row as it was, with
+    the reason and time), so that the server starts again. Stop the server first."""
+    import time
+    from pathlib import Path
+
+    from wonderq.store import StoreError
+    from wonderq.store_check import repair as repair_store
+
+    try:
+        moved = repair_store(Path(data_dir), now=time.time())
+    except StoreError as error:
+        click.echo(f"wonderq: {error}", err=True)
+        sys.exit(1)
+    if not moved:
+        click.echo("no bad rows: nothing to repair")
+        return
+    click.echo(f"moved {len(moved)} bad rows to quarantine (tables quarantined_<table> of the store):")
+    for row in moved:
+        click.echo(f"  {row}")
+
+
 # ---- client commands ----------------------------------------------------------------------------------
 
 

@@ -125,7 +125,13 @@ async def open_journal(settings: Settings) -> tuple[SqliteStore, Core]:
     """Open (and lock) the data directory and rebuild the core from what it holds, in a worker thread."""
     started = time.perf_counter()
     store = await trio.to_thread.run_sync(
-        partial(SqliteStore, settings.data_dir, sync=settings.sync, max_bytes=settings.max_store_bytes)
+        partial(
+            SqliteStore,
+            settings.data_dir,
+            sync=settings.sync,
+            max_bytes=settings.max_store_bytes,
+            reserve_bytes=settings.reserve_bytes,
+        )
     )
     try:
         core = await trio.to_thread.run_sync(recover, settings, store)
