@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
+from werkzeug.routing import PathConverter
 
 from wonderq import openapi
 from wonderq.access import Access, needs, public
@@ -277,6 +278,12 @@ def _asset_response(asset: tuple[bytes, str]) -> Response:
 # ---- the routes -----------------------------------------------------------------------------------------------
 
 
+class AssetPath(PathConverter):
+    """A path below /static/: like werkzeug's `path`, but any character matches (its `.` stops at a newline)."""
+
+    regex = "[^/](?s:.*?)"
+
+
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
     """Serve the dashboard on `app`: `GET /`, `GET /dashboard/queues/<name>`, `GET /static/<path>`,
     `GET /v1/events`, `POST /dashboard/api/queues/<name>/messages/<id>/delete`, and signing in and out
@@ -419,9 +426,8 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
         delete_message,
         methods=["POST"],
     )
-    # Quart adds its own `static` route when the app's package has a static directory, as this one does: serve
-    # that route from the assets read above instead of from the file system.
-    if "static" in app.view_functions:
-        app.view_functions["static"] = static_file
-    else:
-        app.add_url_rule("/static/<path:filename>", "static", static_file, methods=["GET"])
+    # Any file name, a newline in it included: werkzeug's own `path` converter stops at a newline, and such a
+    # path then fell to the SQS queue route (`/<account>/<queue>`, POST only) and got a 405 instead of a 404.
+    # (The app is made without Quart's own static route, which would serve the file system.)
+    app.url_map.converters["asset"] = AssetPath
+    app.add_url_rule("/static/<asset:filename>", "static", static_file, methods=["GET"])

@@ -381,7 +381,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     `settings` give: the auth file is read here)."""
     if access is None:
         access = Access.from_settings(settings)
-    app = QuartTrio("wonderq")
+    app = QuartTrio("wonderq", static_folder=None)  # the dashboard serves /static/ from its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
