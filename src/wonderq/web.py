@@ -707,8 +707,15 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     async def receive(name: str) -> Response:
         check_queue_name(name)
         body = await read_json(ReceiveIn, required=False)
-        # The body's fields over the query's; a body alone is already checked (strictly, as JSON).
-        params = from_query(ReceiveIn, body.model_dump(exclude_unset=True)) if request.args else body
+        # The body's fields over the query's. Each is checked on its own first: a bad query parameter is refused
+        # even when the body gives the same field (a body alone is already checked, strictly, as JSON).
+        if request.args:
+            query = from_query(ReceiveIn)
+            params = from_values(
+                ReceiveIn, {**query.model_dump(exclude_unset=True), **body.model_dump(exclude_unset=True)}
+            )
+        else:
+            params = body
         leases = await handle.ask(
             Receive(
                 name,
