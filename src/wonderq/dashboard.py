@@ -318,7 +318,11 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
 
     @public()
     @openapi.operation(
-        summary="The dashboard's sign-in page (HTML)", tag="dashboard", reply_type="text/html", errors=()
+        summary="The dashboard's sign-in page (HTML)",
+        tag="dashboard",
+        reply_type="text/html",
+        also=((303, "Auth is off: nothing to sign in to, so to the dashboard (Location)"),),
+        errors=(),
     )
     async def sign_in_page() -> Response:
         if not access.enabled:
@@ -365,7 +369,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
 
     @needs(*ALL, queue_arg=None)
     @openapi.operation(
-        summary="Who the dashboard is signed in as", tag="dashboard", reply_type="application/json", errors=(401,)
+        summary="Who the dashboard is signed in as", tag="dashboard", reply=openapi.SessionReply, errors=(401,)
     )
     async def session() -> Response:
         principal = current_principal()

@@ -17,6 +17,8 @@ from pydantic.json_schema import models_json_schema
 
 from wonderq import __version__
 from wonderq.access import need_of
+from wonderq.core import QUEUE_NAME
+from wonderq.jsonbody import is_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,9 +35,20 @@ ERROR_STATUSES = {
     415: "`unsupported_media_type`: a body that must be JSON is not labelled JSON",
     421: "`host_not_allowed`: the Host header names no host this server answers for",
     429: "`rate_limited`, or `queue_full` on a send (with Retry-After)",
-    503: "`overloaded`, `too_many_long_polls`, `too_many_streams`, `shutting_down` or `storage_unavailable`",
-    507: "`insufficient_storage`",
+    503: "`overloaded`, `too_many_long_polls`, `too_many_streams`, `shutting_down`, `storage_unavailable`, or"
+    " `too_many_connections` (on any route: the listener's connection cap)",
+    507: "`insufficient_storage`: the disk is full, or the store is at MAX_STORE_BYTES",
 }
+SIGN_IN_REDIRECT = "Auth on and no credentials: a browser is sent to the sign-in page (Location)"
+# Headers some replies always carry, documented so that clients (and the schema checks) can rely on them.
+RESPONSE_HEADERS = {
+    303: {"Location": "Where to go instead"},
+    401: {"WWW-Authenticate": '`Bearer realm="wonderq"`'},
+    429: {"Retry-After": "Whole seconds to wait before trying again"},
+}
+# A path argument that names a queue: documented with the queue-name rule itself (core.QUEUE_NAME), so that
+# generated requests (tests/test_schemathesis.py) reach past the name check, and readers see the rule.
+QUEUE_NAME_SCHEMA = {"type": "string", "pattern": f"^{QUEUE_NAME.pattern}$", "minLength": 1, "maxLength": 121}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,7 @@ class Operation:
     raw_body: str | None = None  # a request body that is the message itself: what it is
     query: type[BaseModel] | None = None  # query parameters model
     errors: tuple[int, ...] = (400,)
+    also: tuple[tuple[int, str], ...] = ()  # other replies that are no error: (status, what it means)
 
 
 def operation(**given: Any) -> Callable[[F], F]:
@@ -87,7 +101,7 @@ def document(app: Any) -> dict[str, Any]:
                 models[model.__name__] = model
         item = paths.setdefault(openapi_path(rule.rule), {})
         for method in sorted(set(rule.methods or ()) - IGNORED_METHODS):
-            item[method.lower()] = _operation(rule, method, found, _gate_errors(view, method, found))
+            item[method.lower()] = _operation(rule, view, method, found, _gate_errors(view, method, found))
     _, definitions = models_json_schema([(model, "validation") for model in models.values()], ref_template=REF)
     converted: dict[str, Any] = _as_openapi_30(
         {
@@ -129,28 +143,56 @@ def _as_openapi_30(node: Any) -> Any:
 
 
 def _gate_errors(view: Callable[..., Any], method: str, found: Operation) -> set[int]:
-    """The statuses the HTTP gate (and the actor's overload) may answer on this route, beside its own."""
+    """The statuses the HTTP gate, the body reader and the actor (overload, the journal) may answer on this route,
+    beside its own."""
     need = need_of(view)
-    statuses = {421}
+    statuses = {421, 503}  # 503: the listener refuses connections beyond MAX_CONNECTIONS, whatever the route
     if need is None or need.sqs:
         return statuses | {403, 429}
     if need.rated:
         statuses.add(429)
-    if need.leases or method not in ("GET", "HEAD"):
+    writes = need.leases or method not in ("GET", "HEAD")
+    if writes:
         statuses.add(403)
     if not need.public:
-        statuses |= {401, 403, 503}
+        statuses |= {401, 403}
+        if writes:
+            statuses.add(507)  # every change commits to the journal, which may find the disk full
     if found.body is not None:
-        statuses |= {408, 415}
+        statuses |= {408, 413, 415}  # 413: the request body is over MAX_REQUEST_BYTES
     elif found.raw_body is not None:
         statuses.add(408)
     return statuses
 
 
-def _operation(rule: Any, method: str, found: Operation, gate_errors: set[int]) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in rule.arguments
-    ]
+def _redirects(view: Callable[..., Any]) -> tuple[tuple[int, str], ...]:
+    """The redirects the gate answers on this route: a dashboard page sends a browser without credentials to
+    the sign-in page."""
+    need = need_of(view)
+    return ((303, SIGN_IN_REDIRECT),) if need is not None and need.page else ()
+
+
+def _path_parameter(name: str, view: Callable[..., Any]) -> dict[str, Any]:
+    need = need_of(view)
+    is_queue = need is not None and need.queue_arg == name
+    schema = QUEUE_NAME_SCHEMA if is_queue else {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "schema": dict(schema)}
+
+
+def _headers(status: int) -> dict[str, Any]:
+    """The `headers` of a reply with `status`: those it always carries (RESPONSE_HEADERS)."""
+    given = RESPONSE_HEADERS.get(status, {})
+    return {
+        name: {"description": description, "required": True, "schema": {"type": "string"}}
+        for name, description in given.items()
+    }
+
+
+def _operation(
+    rule: Any, view: Callable[..., Any], method: str, found: Operation, gate_errors: set[int]
+) -> dict[str, Any]:
+    in_order = re.findall(r"\{([^{}]+)\}", openapi_path(rule.rule))  # as the path names them (a set has no order)
+    parameters: list[dict[str, Any]] = [_path_parameter(name, view) for name in in_order]
     if found.query is not None:
         schema = found.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))
@@ -158,24 +200,30 @@ def _operation(rule: Any, method: str, found: Operation, gate_errors: set[int]) 
             {"name": name, "in": "query", "required": name in required, "schema": field}
             for name, field in schema.get("properties", {}).items()
         ]
-    success: dict[str, Any] = {"description": "Success"}
+    content: dict[str, Any] | None = None
     if found.reply is not None:
-        success["content"] = {"application/json": {"schema": {"$ref": REF.format(model=found.reply.__name__)}}}
+        content = {"application/json": {"schema": {"$ref": REF.format(model=found.reply.__name__)}}}
     elif found.reply_type is not None:
-        success["content"] = {found.reply_type: {"schema": {"type": "string"}}}
+        schema = {"type": "object"} if is_json(found.reply_type) else {"type": "string"}
+        content = {found.reply_type: {"schema": schema}}
+    replies: dict[int, dict[str, Any]] = {}
+    for status, description in ((found.status, "Success"), *found.also, *_redirects(view)):
+        reply: dict[str, Any] = {"description": description}
+        if content is not None and 200 <= status < 300 and status != 204:  # a 204 or a redirect has no body
+            reply["content"] = content
+        replies[status] = reply
     error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorReply")}}}
+    for status in set(found.errors) | gate_errors:
+        replies[status] = {"description": ERROR_STATUSES[status], "content": error}
+    for status, reply in replies.items():
+        if headers := _headers(status):
+            reply["headers"] = headers
     entry: dict[str, Any] = {
         "summary": found.summary,
         "tags": [found.tag],
         "operationId": f"{rule.endpoint}_{method.lower()}",
         "parameters": parameters,
-        "responses": {
-            str(found.status): success,
-            **{
-                str(status): {"description": ERROR_STATUSES[status], "content": error}
-                for status in sorted(set(found.errors) | gate_errors)
-            },
-        },
+        "responses": {str(status): replies[status] for status in sorted(replies)},
     }
     if found.body is not None:
         schema_ref = {"$ref": REF.format(model=found.body.__name__)}
@@ -200,6 +248,11 @@ class ErrorDetail(_Reply):
 
 class ErrorReply(_Reply):
     error: ErrorDetail
+
+
+class SessionReply(_Reply):
+    auth: bool
+    principal: str | None  # null when auth is off
 
 
 class HealthReply(_Reply):

@@ -212,6 +212,27 @@ class ChangeVisibilityIn(_Strict):
     visibility_timeout: float
 
 
+class AckParamsIn(BaseModel):
+    """The query of a single ack. Other parameters are ignored (as they always were on this route)."""
+
+    model_config = ConfigDict(frozen=True)
+    receipt: Annotated[str, Field(min_length=1)]
+
+
+class ClassicReadIn(BaseModel):
+    """The query of the classic `GET /readMessage`: other parameters are ignored (cache busters, say)."""
+
+    model_config = ConfigDict(frozen=True)
+    time: float | None = None  # the visibility timeout, in seconds; None: the queue's
+
+
+class ClassicProcessIn(BaseModel):
+    """The query of the classic `PATCH /processMessage/<id>`: other parameters are ignored."""
+
+    model_config = ConfigDict(frozen=True)
+    receipt: str | None = None  # without one, the message is acknowledged whoever leased it
+
+
 class PeekIn(_Strict):
     state: State | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_PEEK)] = 100
@@ -394,9 +415,9 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
 
     gate.install(app, access)  # after the request id is set, so that every refusal carries it
 
-    defaults: dict[type[_Strict], Any] = {}  # each model with no parameters given, made once (they are frozen)
+    defaults: dict[type[BaseModel], Any] = {}  # each model with no parameters given, made once (they are frozen)
 
-    def from_query(model: type[_Strict], extra: Mapping[str, Any] | None = None, *, skip: str = "\0") -> Any:
+    def from_query(model: type[BaseModel], extra: Mapping[str, Any] | None = None, *, skip: str = "\0") -> Any:
         """The query parameters (but those starting with `skip`) as `model`, with `extra` on top."""
         args = request.args
         if not args and not extra:  # nothing to check: the defaults, valid by construction
@@ -581,8 +602,10 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         summary="Create a queue, or update its attributes (201 created, 200 updated)",
         tag="queues",
         status=201,
+        also=((200, "Updated: the queue already existed"),),
         body=QueueAttributesIn,
         reply=openapi.QueueReply,
+        errors=(400, 409),
     )
     async def put_queue(name: str) -> Response:
         check_queue_name(name)
@@ -668,7 +691,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         query=SendParamsIn,
         raw_body="The message, stored as sent, with its Content-Type",
         reply=openapi.SentReply,
-        errors=(400, 413, 503, 507),
+        errors=(400, 409, 413, 503, 507),
     )
     async def send(name: str) -> Response:
         check_queue_name(name)
@@ -687,7 +710,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         status=201,
         body=BatchIn,
         reply=openapi.SentBatchReply,
-        errors=(400, 413, 503, 507),
+        errors=(400, 409, 413, 503, 507),
     )
     async def send_batch(name: str) -> Response:
         check_queue_name(name)
@@ -733,13 +756,12 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         summary="Acknowledge one delivery (?receipt=R): delete the message",
         tag="messages",
         status=204,
+        query=AckParamsIn,
         errors=(400, 404, 409),
     )
     async def ack(name: str, message_id: str) -> Response:
-        receipt = request.args.get("receipt")
-        if not receipt:
-            raise InvalidParameter("the receipt query parameter is required")
-        await handle.ask(Ack(name, message_id, receipt))
+        params = from_query(AckParamsIn)
+        await handle.ask(Ack(name, message_id, params.receipt))
         return no_content()
 
     @app.post("/v1/queues/<name>/ack")
@@ -795,7 +817,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         status=201,
         raw_body="The message",
         reply=openapi.SentReply,
-        errors=(400, 413),
+        errors=(400, 409, 413),  # 409: `too_many_queues`, when default was deleted and this send makes it again
     )
     async def classic_add() -> Response:
         payload = await read_message_body()
@@ -807,24 +829,27 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     @openapi.operation(
         summary="Classic: lease one message of default (204 when none); ?time=S",
         tag="classic",
+        also=((204, "No message is ready"),),
+        query=ClassicReadIn,
         reply=openapi.LeaseReply,
     )
     async def classic_read() -> Response:
-        time = request.args.get("time")
-        try:
-            visibility_timeout = float(time) if time is not None else None
-        except ValueError:
-            raise InvalidParameter(f"time must be a number of seconds, got {time!r}") from None
-        leases = await handle.ask(Receive(CLASSIC_QUEUE, visibility_timeout=visibility_timeout))
+        params = from_query(ClassicReadIn)
+        leases = await handle.ask(Receive(CLASSIC_QUEUE, visibility_timeout=params.time))
         return json_response(render_lease(leases[0])) if leases else no_content()
 
     @app.patch("/processMessage/<message_id>")
     @needs(RECEIVE, queue=CLASSIC_QUEUE)
     @openapi.operation(
-        summary="Classic: acknowledge a message of default", tag="classic", status=204, errors=(404, 409)
+        summary="Classic: acknowledge a message of default",
+        tag="classic",
+        status=204,
+        query=ClassicProcessIn,
+        errors=(404, 409),
     )
     async def classic_process(message_id: str) -> Response:
-        await handle.ask(Ack(CLASSIC_QUEUE, message_id, request.args.get("receipt") or None))
+        params = from_query(ClassicProcessIn)
+        await handle.ask(Ack(CLASSIC_QUEUE, message_id, params.receipt or None))
         return no_content()
 
     return app
