@@ -180,3 +180,18 @@ async def test_the_gate_and_the_journal_statuses_are_on_every_route_they_apply_t
         assert "507" in paths[path][method]["responses"], (method, path)  # a change on a full disk
     for path, method in [("/v1/queues", "get"), ("/dashboard/login", "post"), ("/health", "get")]:
         assert "507" not in paths[path][method]["responses"], (method, path)  # reads and sign-ins write nothing
+
+
+async def test_the_served_files_are_listed_with_their_media_types(client: Client, autojump_clock: MockClock) -> None:
+    paths = (await openapi_document(client))["paths"]
+    for path, argument in [("/static/{filename}", "filename"), ("/api-docs/assets/{asset}", "asset")]:
+        entry = paths[path]["get"]
+        (parameter,) = entry["parameters"]
+        assert parameter["name"] == argument
+        names = parameter["schema"]["enum"]
+        assert names
+        documented = set(entry["responses"]["200"]["content"])
+        for name in names:  # each listed file is served, with one of the listed media types
+            response = await client.get(path.replace("{" + argument + "}", name))
+            assert response.status_code == 200, name
+            assert response.headers["Content-Type"].split(";")[0] in documented, name

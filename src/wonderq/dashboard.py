@@ -380,7 +380,8 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
     @openapi.operation(
         summary="The dashboard's files (JS, CSS, icons), all from the package",
         tag="dashboard",
-        reply_type="application/octet-stream",
+        reply_types=tuple(content_type for _, content_type in assets.values()),
+        path_values=(("filename", tuple(assets)),),
         errors=(404,),
     )
     async def static_file(filename: str) -> Response:

@@ -60,11 +60,13 @@ class Operation:
     status: int = 200  # of a success
     reply: type[BaseModel] | None = None  # JSON reply model; None: no JSON body (or `reply_type`)
     reply_type: str | None = None  # a reply that is not JSON: its media type
+    reply_types: tuple[str, ...] = ()  # or the media types it may have (the files of a directory)
     body: type[BaseModel] | None = None  # JSON request body model
     raw_body: str | None = None  # a request body that is the message itself: what it is
     query: type[BaseModel] | None = None  # query parameters model
     errors: tuple[int, ...] = (400,)
     also: tuple[tuple[int, str], ...] = ()  # other replies that are no error: (status, what it means)
+    path_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # path arguments with a closed set of values
 
 
 def operation(**given: Any) -> Callable[[F], F]:
@@ -172,11 +174,16 @@ def _redirects(view: Callable[..., Any]) -> tuple[tuple[int, str], ...]:
     return ((303, SIGN_IN_REDIRECT),) if need is not None and need.page else ()
 
 
-def _path_parameter(name: str, view: Callable[..., Any]) -> dict[str, Any]:
+def _path_parameter(name: str, view: Callable[..., Any], found: Operation) -> dict[str, Any]:
     need = need_of(view)
-    is_queue = need is not None and need.queue_arg == name
-    schema = QUEUE_NAME_SCHEMA if is_queue else {"type": "string"}
-    return {"name": name, "in": "path", "required": True, "schema": dict(schema)}
+    values = dict(found.path_values).get(name)
+    if values is not None:
+        schema: dict[str, Any] = {"type": "string", "enum": sorted(values)}
+    elif need is not None and need.queue_arg == name:
+        schema = dict(QUEUE_NAME_SCHEMA)
+    else:
+        schema = {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _headers(status: int) -> dict[str, Any]:
@@ -192,7 +199,7 @@ def _operation(
     rule: Any, view: Callable[..., Any], method: str, found: Operation, gate_errors: set[int]
 ) -> dict[str, Any]:
     in_order = re.findall(r"\{([^{}]+)\}", openapi_path(rule.rule))  # as the path names them (a set has no order)
-    parameters: list[dict[str, Any]] = [_path_parameter(name, view) for name in in_order]
+    parameters: list[dict[str, Any]] = [_path_parameter(name, view, found) for name in in_order]
     if found.query is not None:
         schema = found.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))
@@ -203,9 +210,13 @@ def _operation(
     content: dict[str, Any] | None = None
     if found.reply is not None:
         content = {"application/json": {"schema": {"$ref": REF.format(model=found.reply.__name__)}}}
-    elif found.reply_type is not None:
-        schema = {"type": "object"} if is_json(found.reply_type) else {"type": "string"}
-        content = {found.reply_type: {"schema": schema}}
+    elif found.reply_type is not None or found.reply_types:
+        media_types = sorted(
+            {media.split(";", 1)[0].strip() for media in (found.reply_type, *found.reply_types) if media}
+        )
+        content = {
+            media: {"schema": {"type": "object"} if is_json(media) else {"type": "string"}} for media in media_types
+        }
     replies: dict[int, dict[str, Any]] = {}
     for status, description in ((found.status, "Success"), *found.also, *_redirects(view)):
         reply: dict[str, Any] = {"description": description}

@@ -554,7 +554,8 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     @openapi.operation(
         summary="The Swagger UI files /api-docs uses",
         tag="service",
-        reply_type="application/octet-stream",
+        reply_types=tuple(API_DOCS_ASSETS.values()),
+        path_values=(("asset", tuple(API_DOCS_ASSETS)),),
         errors=(404,),
     )
     async def api_docs_asset(asset: str) -> Response:
