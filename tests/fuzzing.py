@@ -132,10 +132,13 @@ def run_schemathesis(
     workers: int = 1,
     token: str | None = None,
     phases: str | None = None,
+    only: str | None = None,
+    document: Path | None = None,
     timeout: float = 600.0,
 ) -> FuzzResult:
     """Run schemathesis against `server` with at most `examples` cases per operation and phase (and `seed`, for
-    a run that can be repeated), sending `token` as a bearer token if given."""
+    a run that can be repeated), sending `token` as a bearer token if given; on the operation id `only` alone if
+    given, and after the OpenAPI document in the file `document` instead of the server's own if given."""
     logged_before = len(server.log)
     with tempfile.TemporaryDirectory(prefix="wonderq-fuzz-") as directory:
         report_path = Path(directory) / "report.json"
@@ -149,7 +152,7 @@ def run_schemathesis(
             "--config-file",
             str(config_path),
             "run",
-            f"{server.url}/openapi.json",
+            *([str(document), "--url", server.url] if document is not None else [f"{server.url}/openapi.json"]),
             "--checks",
             ",".join(CHECKS),
             *(argument for operation in EXCLUDED for argument in ("--exclude-operation-id", operation)),
@@ -172,6 +175,8 @@ def run_schemathesis(
             command += ["--header", f"Authorization: Bearer {token}"]
         if phases is not None:
             command += ["--phases", phases]
+        if only is not None:
+            command += ["--include-operation-id", only]
         environment = {
             **os.environ,
             "SCHEMATHESIS_HOOKS": HOOKS,

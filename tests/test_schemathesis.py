@@ -9,7 +9,11 @@ seed each time.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +68,30 @@ def test_auth_on_without_credentials_every_refusal_is_documented(with_auth: Auth
     assert {401, 303} <= set(seen), seen  # API routes refuse; dashboard pages send the browser to sign in
     assert 200 in seen, seen  # and the public routes answer
     assert not any(status >= 500 for status in seen), seen
+
+
+def test_a_status_the_document_does_not_list_fails_the_run(with_auth: AuthServer, tmp_path: Path) -> None:
+    """The checks bite: the server's own document without the 401 of GET /v1/queues, and no token."""
+    document = json.loads(urllib.request.urlopen(f"{with_auth.server.url}/openapi.json", timeout=10).read())
+    del document["paths"]["/v1/queues"]["get"]["responses"]["401"]
+    (tmp_path / "openapi.json").write_text(json.dumps(document))
+    result = run_schemathesis(
+        with_auth.server,
+        examples=1,
+        seed=SEED,
+        phases="fuzzing",
+        only="list_queues_get",
+        document=tmp_path / "openapi.json",
+    )
+    assert not result.ok
+    assert result.failures >= 1, result.explain()
+    assert "Undocumented status code" in result.output, result.explain()
+    assert "curl -X GET" in result.output  # with the request to repeat it
+
+
+def test_an_error_the_server_logged_fails_a_run() -> None:
+    clean = FuzzResult(exit_code=0, output="", report={"test_cases": {"generated": 10}}, server_errors=[])
+    assert clean.ok
+    assert not dataclasses.replace(clean, server_errors=["... ERROR wonderq.web: unexpected error on GET /\n"]).ok
+    assert not dataclasses.replace(clean, report={"test_cases": {"generated": 0}}).ok  # nothing was tested
+    assert not dataclasses.replace(clean, exit_code=1).ok
