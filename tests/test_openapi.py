@@ -195,3 +195,33 @@ async def test_the_served_files_are_listed_with_their_media_types(client: Client
             response = await client.get(path.replace("{" + argument + "}", name))
             assert response.status_code == 200, name
             assert response.headers["Content-Type"].split(";")[0] in documented, name
+
+
+async def test_every_link_names_a_real_operation_and_its_parameters(client: Client, autojump_clock: MockClock) -> None:
+    document = await openapi_document(client)
+    operations = {entry["operationId"]: entry for item in document["paths"].values() for entry in item.values()}
+    schemas = document["components"]["schemas"]
+    links = [
+        (entry["operationId"], name, link)
+        for entry in operations.values()
+        for reply in entry["responses"].values()
+        for name, link in reply.get("links", {}).items()
+    ]
+    assert {(source, name) for source, name, _ in links} >= {
+        ("receive_post", "ack"),
+        ("receive_post", "release"),
+        ("classic_read_get", "process"),
+        ("send_post", "receive"),
+        ("put_queue_put", "send"),
+    }
+    for source, name, link in links:
+        target = operations[link["operationId"]]
+        assert set(link["parameters"]) <= {p["name"] for p in target["parameters"]}, (source, name)
+        required = {p["name"] for p in target["parameters"] if p["required"]}
+        if "requestBody" in link:
+            reference = target["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            fields = schemas[reference.rsplit("/", 1)[1]]["properties"]
+            assert set(link["requestBody"]) <= set(fields), (source, name)
+        assert required <= set(link["parameters"]), (source, name)  # the link gives all the target needs
+        for expression in link["parameters"].values():
+            assert re.fullmatch(r"\$request\.path\.name|\$response\.body#(/[a-z_0-9]+)+", expression), expression

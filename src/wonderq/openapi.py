@@ -52,6 +52,19 @@ QUEUE_NAME_SCHEMA = {"type": "string", "pattern": f"^{QUEUE_NAME.pattern}$", "mi
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """An OpenAPI link from a success reply to the next call it makes possible (what a client does next: ack
+    what it received). `parameters` and `body` hold runtime expressions (`$request.path.name`,
+    `$response.body#/id`); tests/test_openapi.py checks that each names a real operation and its parameters."""
+
+    name: str
+    operation_id: str  # the `operationId` called: `<endpoint>_<method>`
+    description: str
+    parameters: tuple[tuple[str, str], ...] = ()
+    body: Any = None  # the request body, with expressions in it; None: none given
+
+
+@dataclass(frozen=True, slots=True)
 class Operation:
     """What the document says of one route."""
 
@@ -67,6 +80,7 @@ class Operation:
     errors: tuple[int, ...] = (400,)
     also: tuple[tuple[int, str], ...] = ()  # other replies that are no error: (status, what it means)
     path_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # path arguments with a closed set of values
+    links: tuple[Link, ...] = ()  # from the success reply
 
 
 def operation(**given: Any) -> Callable[[F], F]:
@@ -186,6 +200,17 @@ def _path_parameter(name: str, view: Callable[..., Any], found: Operation) -> di
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
+def _link(link: Link) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "operationId": link.operation_id,
+        "description": link.description,
+        "parameters": dict(link.parameters),
+    }
+    if link.body is not None:
+        shown["requestBody"] = link.body
+    return shown
+
+
 def _headers(status: int) -> dict[str, Any]:
     """The `headers` of a reply with `status`: those it always carries (RESPONSE_HEADERS)."""
     given = RESPONSE_HEADERS.get(status, {})
@@ -229,6 +254,8 @@ def _operation(
     for status, reply in replies.items():
         if headers := _headers(status):
             reply["headers"] = headers
+    if found.links:
+        replies[found.status]["links"] = {link.name: _link(link) for link in found.links}
     entry: dict[str, Any] = {
         "summary": found.summary,
         "tags": [found.tag],

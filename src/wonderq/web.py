@@ -93,6 +93,35 @@ ATTRIBUTE_PARAMETER = "attribute."  # on a single send, `?attribute.<name>=<valu
 MAX_REDRIVE_MESSAGES = 2**31 - 1  # the largest `max` a redrive takes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
+# ---- links: what a client calls next with what a reply gave it (the document's `links`) -----------------
+
+SAME_QUEUE = ("name", "$request.path.name")
+FIRST_LEASE = "$response.body#/messages/0"
+NEXT_SEND = openapi.Link("send", "send_post", "Send to this queue", (SAME_QUEUE,))
+NEXT_RECEIVE = openapi.Link("receive", "receive_post", "Receive from this queue", (SAME_QUEUE,))
+RECEIVED = (
+    openapi.Link(
+        "ack",
+        "ack_delete",
+        "Acknowledge the first message received",
+        (SAME_QUEUE, ("message_id", f"{FIRST_LEASE}/id"), ("receipt", f"{FIRST_LEASE}/receipt")),
+    ),
+    openapi.Link(
+        "release",
+        "change_visibility_patch",
+        "Release the first message received",
+        (SAME_QUEUE, ("message_id", f"{FIRST_LEASE}/id")),
+        {"receipt": f"{FIRST_LEASE}/receipt", "visibility_timeout": 0},
+    ),
+    openapi.Link(
+        "ack_batch",
+        "ack_batch_post",
+        "Acknowledge the first message received, in a batch",
+        (SAME_QUEUE,),
+        {"receipts": [f"{FIRST_LEASE}/receipt"]},
+    ),
+)
+
 
 # ---- bodies: how a content type is stored and shown ---------------------------------------------------
 
@@ -606,6 +635,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         also=((200, "Updated: the queue already existed"),),
         body=QueueAttributesIn,
         reply=openapi.QueueReply,
+        links=(NEXT_SEND,),
         errors=(400, 409),
     )
     async def put_queue(name: str) -> Response:
@@ -693,6 +723,15 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         raw_body="The message, stored as sent, with its Content-Type",
         reply=openapi.SentReply,
         errors=(400, 409, 413, 503, 507),
+        links=(
+            NEXT_RECEIVE,
+            openapi.Link(
+                "delete",
+                "dashboard_delete_message_post",
+                "Delete the message sent",
+                (SAME_QUEUE, ("message_id", "$response.body#/id")),
+            ),
+        ),
     )
     async def send(name: str) -> Response:
         check_queue_name(name)
@@ -712,6 +751,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         body=BatchIn,
         reply=openapi.SentBatchReply,
         errors=(400, 409, 413, 503, 507),
+        links=(NEXT_RECEIVE,),
     )
     async def send_batch(name: str) -> Response:
         check_queue_name(name)
@@ -727,6 +767,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         query=ReceiveIn,
         reply=openapi.ReceiveReply,
         errors=(400, 404),
+        links=RECEIVED,
     )
     async def receive(name: str) -> Response:
         check_queue_name(name)
@@ -833,6 +874,14 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         also=((204, "No message is ready"),),
         query=ClassicReadIn,
         reply=openapi.LeaseReply,
+        links=(
+            openapi.Link(
+                "process",
+                "classic_process_patch",
+                "Acknowledge the message read",
+                (("message_id", "$response.body#/id"), ("receipt", "$response.body#/receipt")),
+            ),
+        ),
     )
     async def classic_read() -> Response:
         params = from_query(ClassicReadIn)
