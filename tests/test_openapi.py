@@ -225,3 +225,16 @@ async def test_every_link_names_a_real_operation_and_its_parameters(client: Clie
         assert required <= set(link["parameters"]), (source, name)  # the link gives all the target needs
         for expression in link["parameters"].values():
             assert re.fullmatch(r"\$request\.path\.name|\$response\.body#(/[a-z_0-9]+)+", expression), expression
+
+
+async def test_the_classic_routes_document_a_deleted_default_queue(client: Client, autojump_clock: MockClock) -> None:
+    """Found by scripts/fuzz_api's stateful phase: DELETE /v1/queues/default, then GET /readMessage."""
+    await check(await client.delete(queue_path("default")), 204)
+    paths = (await openapi_document(client))["paths"]
+    for method, path in [("GET", "/readMessage"), ("PATCH", "/processMessage/0000000000000000")]:
+        response = await client.open(path, method=method)
+        body = await check(response, 404)
+        assert body["error"]["code"] == "queue_not_found"
+        documented = paths[openapi_path(path.replace("0000000000000000", "<message_id>"))][method.lower()]
+        assert "404" in documented["responses"], path
+    assert (await client.post("/addMessage", data="m", headers={"Content-Type": TEXT})).status_code == 201

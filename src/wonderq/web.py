@@ -874,6 +874,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         also=((204, "No message is ready"),),
         query=ClassicReadIn,
         reply=openapi.LeaseReply,
+        errors=(400, 404),  # 404: default was deleted (a send, /addMessage too, makes it again)
         links=(
             openapi.Link(
                 "process",
