@@ -58,7 +58,7 @@ ROUTES = [
     Route("/openapi.json", "GET", "/openapi.json", None),
     Route("/api-docs", "GET", "/api-docs", None),
     Route("/api-docs/assets/<asset>", "GET", "/api-docs/assets/swagger-ui.css", None),
-    Route("/static/<path:filename>", "GET", "/static/common.js", None),
+    Route("/static/<asset:filename>", "GET", "/static/common.js", None),
     Route("/dashboard/login", "GET", "/dashboard/login", None),
     Route("/dashboard/login", "POST", "/dashboard/login", None, signs_in=True),
     Route("/dashboard/logout", "POST", "/dashboard/logout", None),

@@ -87,6 +87,17 @@ async def test_json_body_wins_over_the_query_string(client: Client, autojump_clo
     assert [(lease["body"], lease["consumer"]) for lease in leases] == [("m0", "a"), ("m1", "a"), ("m2", "a")]
 
 
+@pytest.mark.parametrize("query", [{"wait": "null"}, {"max": "many"}, {"wait": "-1"}, {"visibility_timeout": "x"}])
+async def test_a_bad_query_parameter_is_400_even_when_the_body_gives_it(
+    client: Client, autojump_clock: MockClock, query: dict[str, str]
+) -> None:
+    await send_texts(client, 1)
+    body = {"wait": 0, "max": 1, "visibility_timeout": 5}
+    response = await client.post(queue_path("q", "/receive"), query_string=query, json=body)
+    await check_error(response, 400, "invalid_parameter")
+    assert (await counts(client))["ready"] == 1  # nothing leased
+
+
 async def test_nothing_ready_is_an_empty_list(client: Client, autojump_clock: MockClock) -> None:
     await put_queue(client)
     assert await receive(client) == []

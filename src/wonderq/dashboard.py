@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
+from werkzeug.routing import PathConverter
 
 from wonderq import openapi
 from wonderq.access import Access, needs, public
@@ -277,6 +278,12 @@ def _asset_response(asset: tuple[bytes, str]) -> Response:
 # ---- the routes -----------------------------------------------------------------------------------------------
 
 
+class AssetPath(PathConverter):
+    """A path below /static/: like werkzeug's `path`, but any character matches (its `.` stops at a newline)."""
+
+    regex = "[^/](?s:.*?)"
+
+
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
     """Serve the dashboard on `app`: `GET /`, `GET /dashboard/queues/<name>`, `GET /static/<path>`,
     `GET /v1/events`, `POST /dashboard/api/queues/<name>/messages/<id>/delete`, and signing in and out
@@ -311,7 +318,11 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
 
     @public()
     @openapi.operation(
-        summary="The dashboard's sign-in page (HTML)", tag="dashboard", reply_type="text/html", errors=()
+        summary="The dashboard's sign-in page (HTML)",
+        tag="dashboard",
+        reply_type="text/html",
+        also=((303, "Auth is off: nothing to sign in to, so to the dashboard (Location)"),),
+        errors=(),
     )
     async def sign_in_page() -> Response:
         if not access.enabled:
@@ -358,7 +369,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
 
     @needs(*ALL, queue_arg=None)
     @openapi.operation(
-        summary="Who the dashboard is signed in as", tag="dashboard", reply_type="application/json", errors=(401,)
+        summary="Who the dashboard is signed in as", tag="dashboard", reply=openapi.SessionReply, errors=(401,)
     )
     async def session() -> Response:
         principal = current_principal()
@@ -369,7 +380,8 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
     @openapi.operation(
         summary="The dashboard's files (JS, CSS, icons), all from the package",
         tag="dashboard",
-        reply_type="application/octet-stream",
+        reply_types=tuple(content_type for _, content_type in assets.values()),
+        path_values=(("filename", tuple(assets)),),
         errors=(404,),
     )
     async def static_file(filename: str) -> Response:
@@ -419,9 +431,8 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
         delete_message,
         methods=["POST"],
     )
-    # Quart adds its own `static` route when the app's package has a static directory, as this one does: serve
-    # that route from the assets read above instead of from the file system.
-    if "static" in app.view_functions:
-        app.view_functions["static"] = static_file
-    else:
-        app.add_url_rule("/static/<path:filename>", "static", static_file, methods=["GET"])
+    # Any file name, a newline in it included: werkzeug's own `path` converter stops at a newline, and such a
+    # path then fell to the SQS queue route (`/<account>/<queue>`, POST only) and got a 405 instead of a 404.
+    # (The app is made without Quart's own static route, which would serve the file system.)
+    app.url_map.converters["asset"] = AssetPath
+    app.add_url_rule("/static/<asset:filename>", "static", static_file, methods=["GET"])

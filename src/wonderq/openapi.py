@@ -17,6 +17,8 @@ from pydantic.json_schema import models_json_schema
 
 from wonderq import __version__
 from wonderq.access import need_of
+from wonderq.core import QUEUE_NAME
+from wonderq.jsonbody import is_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,9 +35,33 @@ ERROR_STATUSES = {
     415: "`unsupported_media_type`: a body that must be JSON is not labelled JSON",
     421: "`host_not_allowed`: the Host header names no host this server answers for",
     429: "`rate_limited`, or `queue_full` on a send (with Retry-After)",
-    503: "`overloaded`, `too_many_long_polls`, `too_many_streams`, `shutting_down` or `storage_unavailable`",
-    507: "`insufficient_storage`",
+    503: "`overloaded`, `too_many_long_polls`, `too_many_streams`, `shutting_down`, `storage_unavailable`, or"
+    " `too_many_connections` (on any route: the listener's connection cap)",
+    507: "`insufficient_storage`: the disk is full, or the store is at MAX_STORE_BYTES",
 }
+SIGN_IN_REDIRECT = "Auth on and no credentials: a browser is sent to the sign-in page (Location)"
+# Headers some replies always carry, documented so that clients (and the schema checks) can rely on them.
+RESPONSE_HEADERS = {
+    303: {"Location": "Where to go instead"},
+    401: {"WWW-Authenticate": '`Bearer realm="wonderq"`'},
+    429: {"Retry-After": "Whole seconds to wait before trying again"},
+}
+# A path argument that names a queue: documented with the queue-name rule itself (core.QUEUE_NAME), so that
+# generated requests (tests/test_schemathesis.py) reach past the name check, and readers see the rule.
+QUEUE_NAME_SCHEMA = {"type": "string", "pattern": f"^{QUEUE_NAME.pattern}$", "minLength": 1, "maxLength": 121}
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An OpenAPI link from a success reply to the next call it makes possible (what a client does next: ack
+    what it received). `parameters` and `body` hold runtime expressions (`$request.path.name`,
+    `$response.body#/id`); tests/test_openapi.py checks that each names a real operation and its parameters."""
+
+    name: str
+    operation_id: str  # the `operationId` called: `<endpoint>_<method>`
+    description: str
+    parameters: tuple[tuple[str, str], ...] = ()
+    body: Any = None  # the request body, with expressions in it; None: none given
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +73,14 @@ class Operation:
     status: int = 200  # of a success
     reply: type[BaseModel] | None = None  # JSON reply model; None: no JSON body (or `reply_type`)
     reply_type: str | None = None  # a reply that is not JSON: its media type
+    reply_types: tuple[str, ...] = ()  # or the media types it may have (the files of a directory)
     body: type[BaseModel] | None = None  # JSON request body model
     raw_body: str | None = None  # a request body that is the message itself: what it is
     query: type[BaseModel] | None = None  # query parameters model
     errors: tuple[int, ...] = (400,)
+    also: tuple[tuple[int, str], ...] = ()  # other replies that are no error: (status, what it means)
+    path_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # path arguments with a closed set of values
+    links: tuple[Link, ...] = ()  # from the success reply
 
 
 def operation(**given: Any) -> Callable[[F], F]:
@@ -87,7 +117,7 @@ def document(app: Any) -> dict[str, Any]:
                 models[model.__name__] = model
         item = paths.setdefault(openapi_path(rule.rule), {})
         for method in sorted(set(rule.methods or ()) - IGNORED_METHODS):
-            item[method.lower()] = _operation(rule, method, found, _gate_errors(view, method, found))
+            item[method.lower()] = _operation(rule, view, method, found, _gate_errors(view, method, found))
     _, definitions = models_json_schema([(model, "validation") for model in models.values()], ref_template=REF)
     converted: dict[str, Any] = _as_openapi_30(
         {
@@ -129,28 +159,72 @@ def _as_openapi_30(node: Any) -> Any:
 
 
 def _gate_errors(view: Callable[..., Any], method: str, found: Operation) -> set[int]:
-    """The statuses the HTTP gate (and the actor's overload) may answer on this route, beside its own."""
+    """The statuses the HTTP gate, the body reader and the actor (overload, the journal) may answer on this route,
+    beside its own."""
     need = need_of(view)
-    statuses = {421}
+    statuses = {421, 503}  # 503: the listener refuses connections beyond MAX_CONNECTIONS, whatever the route
     if need is None or need.sqs:
         return statuses | {403, 429}
     if need.rated:
         statuses.add(429)
-    if need.leases or method not in ("GET", "HEAD"):
+    writes = need.leases or method not in ("GET", "HEAD")
+    if writes:
         statuses.add(403)
     if not need.public:
-        statuses |= {401, 403, 503}
+        statuses |= {401, 403}
+        if writes:
+            statuses.add(507)  # every change commits to the journal, which may find the disk full
     if found.body is not None:
-        statuses |= {408, 415}
+        statuses |= {408, 413, 415}  # 413: the request body is over MAX_REQUEST_BYTES
     elif found.raw_body is not None:
         statuses.add(408)
     return statuses
 
 
-def _operation(rule: Any, method: str, found: Operation, gate_errors: set[int]) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in rule.arguments
-    ]
+def _redirects(view: Callable[..., Any]) -> tuple[tuple[int, str], ...]:
+    """The redirects the gate answers on this route: a dashboard page sends a browser without credentials to
+    the sign-in page."""
+    need = need_of(view)
+    return ((303, SIGN_IN_REDIRECT),) if need is not None and need.page else ()
+
+
+def _path_parameter(name: str, view: Callable[..., Any], found: Operation) -> dict[str, Any]:
+    need = need_of(view)
+    values = dict(found.path_values).get(name)
+    if values is not None:
+        schema: dict[str, Any] = {"type": "string", "enum": sorted(values)}
+    elif need is not None and need.queue_arg == name:
+        schema = dict(QUEUE_NAME_SCHEMA)
+    else:
+        schema = {"type": "string"}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _link(link: Link) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "operationId": link.operation_id,
+        "description": link.description,
+        "parameters": dict(link.parameters),
+    }
+    if link.body is not None:
+        shown["requestBody"] = link.body
+    return shown
+
+
+def _headers(status: int) -> dict[str, Any]:
+    """The `headers` of a reply with `status`: those it always carries (RESPONSE_HEADERS)."""
+    given = RESPONSE_HEADERS.get(status, {})
+    return {
+        name: {"description": description, "required": True, "schema": {"type": "string"}}
+        for name, description in given.items()
+    }
+
+
+def _operation(
+    rule: Any, view: Callable[..., Any], method: str, found: Operation, gate_errors: set[int]
+) -> dict[str, Any]:
+    in_order = re.findall(r"\{([^{}]+)\}", openapi_path(rule.rule))  # as the path names them (a set has no order)
+    parameters: list[dict[str, Any]] = [_path_parameter(name, view, found) for name in in_order]
     if found.query is not None:
         schema = found.query.model_json_schema(ref_template=REF)
         required = set(schema.get("required", []))
@@ -158,24 +232,36 @@ def _operation(rule: Any, method: str, found: Operation, gate_errors: set[int]) 
             {"name": name, "in": "query", "required": name in required, "schema": field}
             for name, field in schema.get("properties", {}).items()
         ]
-    success: dict[str, Any] = {"description": "Success"}
+    content: dict[str, Any] | None = None
     if found.reply is not None:
-        success["content"] = {"application/json": {"schema": {"$ref": REF.format(model=found.reply.__name__)}}}
-    elif found.reply_type is not None:
-        success["content"] = {found.reply_type: {"schema": {"type": "string"}}}
+        content = {"application/json": {"schema": {"$ref": REF.format(model=found.reply.__name__)}}}
+    elif found.reply_type is not None or found.reply_types:
+        media_types = sorted(
+            {media.split(";", 1)[0].strip() for media in (found.reply_type, *found.reply_types) if media}
+        )
+        content = {
+            media: {"schema": {"type": "object"} if is_json(media) else {"type": "string"}} for media in media_types
+        }
+    replies: dict[int, dict[str, Any]] = {}
+    for status, description in ((found.status, "Success"), *found.also, *_redirects(view)):
+        reply: dict[str, Any] = {"description": description}
+        if content is not None and 200 <= status < 300 and status != 204:  # a 204 or a redirect has no body
+            reply["content"] = content
+        replies[status] = reply
     error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorReply")}}}
+    for status in set(found.errors) | gate_errors:
+        replies[status] = {"description": ERROR_STATUSES[status], "content": error}
+    for status, reply in replies.items():
+        if headers := _headers(status):
+            reply["headers"] = headers
+    if found.links:
+        replies[found.status]["links"] = {link.name: _link(link) for link in found.links}
     entry: dict[str, Any] = {
         "summary": found.summary,
         "tags": [found.tag],
         "operationId": f"{rule.endpoint}_{method.lower()}",
         "parameters": parameters,
-        "responses": {
-            str(found.status): success,
-            **{
-                str(status): {"description": ERROR_STATUSES[status], "content": error}
-                for status in sorted(set(found.errors) | gate_errors)
-            },
-        },
+        "responses": {str(status): replies[status] for status in sorted(replies)},
     }
     if found.body is not None:
         schema_ref = {"$ref": REF.format(model=found.body.__name__)}
@@ -200,6 +286,11 @@ class ErrorDetail(_Reply):
 
 class ErrorReply(_Reply):
     error: ErrorDetail
+
+
+class SessionReply(_Reply):
+    auth: bool
+    principal: str | None  # null when auth is off
 
 
 class HealthReply(_Reply):

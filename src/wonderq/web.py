@@ -94,6 +94,35 @@ ATTRIBUTE_PARAMETER = "attribute."  # on a single send, `?attribute.<name>=<valu
 MAX_REDRIVE_MESSAGES = 2**31 - 1  # the largest `max` a redrive takes
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
+# ---- links: what a client calls next with what a reply gave it (the document's `links`) -----------------
+
+SAME_QUEUE = ("name", "$request.path.name")
+FIRST_LEASE = "$response.body#/messages/0"
+NEXT_SEND = openapi.Link("send", "send_post", "Send to this queue", (SAME_QUEUE,))
+NEXT_RECEIVE = openapi.Link("receive", "receive_post", "Receive from this queue", (SAME_QUEUE,))
+RECEIVED = (
+    openapi.Link(
+        "ack",
+        "ack_delete",
+        "Acknowledge the first message received",
+        (SAME_QUEUE, ("message_id", f"{FIRST_LEASE}/id"), ("receipt", f"{FIRST_LEASE}/receipt")),
+    ),
+    openapi.Link(
+        "release",
+        "change_visibility_patch",
+        "Release the first message received",
+        (SAME_QUEUE, ("message_id", f"{FIRST_LEASE}/id")),
+        {"receipt": f"{FIRST_LEASE}/receipt", "visibility_timeout": 0},
+    ),
+    openapi.Link(
+        "ack_batch",
+        "ack_batch_post",
+        "Acknowledge the first message received, in a batch",
+        (SAME_QUEUE,),
+        {"receipts": [f"{FIRST_LEASE}/receipt"]},
+    ),
+)
+
 
 # ---- bodies: how a content type is stored and shown ---------------------------------------------------
 
@@ -211,6 +240,27 @@ class AckIn(_Strict):
 class ChangeVisibilityIn(_Strict):
     receipt: str
     visibility_timeout: float
+
+
+class AckParamsIn(BaseModel):
+    """The query of a single ack. Other parameters are ignored (as they always were on this route)."""
+
+    model_config = ConfigDict(frozen=True)
+    receipt: Annotated[str, Field(min_length=1)]
+
+
+class ClassicReadIn(BaseModel):
+    """The query of the classic `GET /readMessage`: other parameters are ignored (cache busters, say)."""
+
+    model_config = ConfigDict(frozen=True)
+    time: float | None = None  # the visibility timeout, in seconds; None: the queue's
+
+
+class ClassicProcessIn(BaseModel):
+    """The query of the classic `PATCH /processMessage/<id>`: other parameters are ignored."""
+
+    model_config = ConfigDict(frozen=True)
+    receipt: str | None = None  # without one, the message is acknowledged whoever leased it
 
 
 class PeekIn(_Strict):
@@ -382,7 +432,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     `settings` give: the auth file is read here)."""
     if access is None:
         access = Access.from_settings(settings)
-    app = QuartTrio("wonderq")
+    app = QuartTrio("wonderq", static_folder=None)  # the dashboard serves /static/ from its own assets
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -401,9 +451,9 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
 
     gate.install(app, access)  # after the request id is set, so that every refusal carries it
 
-    defaults: dict[type[_Strict], Any] = {}  # each model with no parameters given, made once (they are frozen)
+    defaults: dict[type[BaseModel], Any] = {}  # each model with no parameters given, made once (they are frozen)
 
-    def from_query(model: type[_Strict], extra: Mapping[str, Any] | None = None, *, skip: str = "\0") -> Any:
+    def from_query(model: type[BaseModel], extra: Mapping[str, Any] | None = None, *, skip: str = "\0") -> Any:
         """The query parameters (but those starting with `skip`) as `model`, with `extra` on top."""
         args = request.args
         if not args and not extra:  # nothing to check: the defaults, valid by construction
@@ -555,7 +605,8 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     @openapi.operation(
         summary="The Swagger UI files /api-docs uses",
         tag="service",
-        reply_type="application/octet-stream",
+        reply_types=tuple(API_DOCS_ASSETS.values()),
+        path_values=(("asset", tuple(API_DOCS_ASSETS)),),
         errors=(404,),
     )
     async def api_docs_asset(asset: str) -> Response:
@@ -603,8 +654,11 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         summary="Create a queue, or update its attributes (201 created, 200 updated)",
         tag="queues",
         status=201,
+        also=((200, "Updated: the queue already existed"),),
         body=QueueAttributesIn,
         reply=openapi.QueueReply,
+        links=(NEXT_SEND,),
+        errors=(400, 409),
     )
     async def put_queue(name: str) -> Response:
         check_queue_name(name)
@@ -690,7 +744,16 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         query=SendParamsIn,
         raw_body="The message, stored as sent, with its Content-Type",
         reply=openapi.SentReply,
-        errors=(400, 413, 503, 507),
+        errors=(400, 409, 413, 503, 507),
+        links=(
+            NEXT_RECEIVE,
+            openapi.Link(
+                "delete",
+                "dashboard_delete_message_post",
+                "Delete the message sent",
+                (SAME_QUEUE, ("message_id", "$response.body#/id")),
+            ),
+        ),
     )
     async def send(name: str) -> Response:
         check_queue_name(name)
@@ -709,7 +772,8 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         status=201,
         body=BatchIn,
         reply=openapi.SentBatchReply,
-        errors=(400, 413, 503, 507),
+        errors=(400, 409, 413, 503, 507),
+        links=(NEXT_RECEIVE,),
     )
     async def send_batch(name: str) -> Response:
         check_queue_name(name)
@@ -725,12 +789,20 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         query=ReceiveIn,
         reply=openapi.ReceiveReply,
         errors=(400, 404),
+        links=RECEIVED,
     )
     async def receive(name: str) -> Response:
         check_queue_name(name)
         body = await read_json(ReceiveIn, required=False)
-        # The body's fields over the query's; a body alone is already checked (strictly, as JSON).
-        params = from_query(ReceiveIn, body.model_dump(exclude_unset=True)) if request.args else body
+        # The body's fields over the query's. Each is checked on its own first: a bad query parameter is refused
+        # even when the body gives the same field (a body alone is already checked, strictly, as JSON).
+        if request.args:
+            query = from_query(ReceiveIn)
+            params = from_values(
+                ReceiveIn, {**query.model_dump(exclude_unset=True), **body.model_dump(exclude_unset=True)}
+            )
+        else:
+            params = body
         leases = await handle.ask(
             Receive(
                 name,
@@ -748,13 +820,12 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         summary="Acknowledge one delivery (?receipt=R): delete the message",
         tag="messages",
         status=204,
+        query=AckParamsIn,
         errors=(400, 404, 409),
     )
     async def ack(name: str, message_id: str) -> Response:
-        receipt = request.args.get("receipt")
-        if not receipt:
-            raise InvalidParameter("the receipt query parameter is required")
-        await handle.ask(Ack(name, message_id, receipt))
+        params = from_query(AckParamsIn)
+        await handle.ask(Ack(name, message_id, params.receipt))
         return no_content()
 
     @app.post("/v1/queues/<name>/ack")
@@ -810,7 +881,7 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         status=201,
         raw_body="The message",
         reply=openapi.SentReply,
-        errors=(400, 413),
+        errors=(400, 409, 413),  # 409: `too_many_queues`, when default was deleted and this send makes it again
     )
     async def classic_add() -> Response:
         payload = await read_message_body()
@@ -822,24 +893,36 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
     @openapi.operation(
         summary="Classic: lease one message of default (204 when none); ?time=S",
         tag="classic",
+        also=((204, "No message is ready"),),
+        query=ClassicReadIn,
         reply=openapi.LeaseReply,
+        errors=(400, 404),  # 404: default was deleted (a send, /addMessage too, makes it again)
+        links=(
+            openapi.Link(
+                "process",
+                "classic_process_patch",
+                "Acknowledge the message read",
+                (("message_id", "$response.body#/id"), ("receipt", "$response.body#/receipt")),
+            ),
+        ),
     )
     async def classic_read() -> Response:
-        time = request.args.get("time")
-        try:
-            visibility_timeout = float(time) if time is not None else None
-        except ValueError:
-            raise InvalidParameter(f"time must be a number of seconds, got {time!r}") from None
-        leases = await handle.ask(Receive(CLASSIC_QUEUE, visibility_timeout=visibility_timeout))
+        params = from_query(ClassicReadIn)
+        leases = await handle.ask(Receive(CLASSIC_QUEUE, visibility_timeout=params.time))
         return json_response(render_lease(leases[0])) if leases else no_content()
 
     @app.patch("/processMessage/<message_id>")
     @needs(RECEIVE, queue=CLASSIC_QUEUE)
     @openapi.operation(
-        summary="Classic: acknowledge a message of default", tag="classic", status=204, errors=(404, 409)
+        summary="Classic: acknowledge a message of default",
+        tag="classic",
+        status=204,
+        query=ClassicProcessIn,
+        errors=(404, 409),
     )
     async def classic_process(message_id: str) -> Response:
-        await handle.ask(Ack(CLASSIC_QUEUE, message_id, request.args.get("receipt") or None))
+        params = from_query(ClassicProcessIn)
+        await handle.ask(Ack(CLASSIC_QUEUE, message_id, params.receipt or None))
         return no_content()
 
     return app
