@@ -113,7 +113,12 @@ ROUTES = [
     ),
 ]
 # Tested on their own below (a stream never ends; SQS is tests/test_sqs_auth.py's).
-ELSEWHERE = {("/v1/events", "GET"), ("/v1/queues/<name>/stream", "GET"), ("/", "POST"), ("/<account>/<queue>", "POST")}
+ELSEWHERE = {
+    ("/v1/events", "GET"),
+    ("/v1/queues/<name>/stream", "GET"),
+    ("/", "POST"),
+    ("/<account:account>/<queue>", "POST"),
+}
 
 
 def route_id(route: Route) -> str:
@@ -409,3 +414,12 @@ async def test_a_socket_may_only_do_what_its_principal_may(
         delivered = json.loads(await socket.receive())
         assert delivered["op"] == "messages"
         assert [message["body"] for message in delivered["messages"]] == [1]
+
+
+async def test_only_a_12_digit_account_path_is_the_sqs_endpoint(client: Client, tokens: dict[str, str]) -> None:
+    """`/<account>/<queue>` once took every two-segment POST: POST /v1/queues answered SQS's InvalidAction."""
+    listing = await client.post("/v1/queues", headers=bearer(tokens["root"]))
+    assert listing.status_code == 405
+    assert (await listing.get_json())["error"]["code"] == "method_not_allowed"
+    sqs = await client.post("/123456789012/jobs", data=b"{}", headers={"X-Amz-Target": "AmazonSQS.ListQueues"})
+    assert "x-amzn-RequestId" in sqs.headers  # the SQS endpoint's answer (unsigned: refused as SQS refuses)

@@ -78,6 +78,7 @@ class Operation:
     raw_body: str | None = None  # a request body that is the message itself: what it is
     query: type[BaseModel] | None = None  # query parameters model
     errors: tuple[int, ...] = (400,)
+    error_type: str | None = None  # errors in another shape and media type than ErrorReply (the SQS endpoint's)
     also: tuple[tuple[int, str], ...] = ()  # other replies that are no error: (status, what it means)
     path_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # path arguments with a closed set of values
     links: tuple[Link, ...] = ()  # from the success reply
@@ -163,8 +164,10 @@ def _gate_errors(view: Callable[..., Any], method: str, found: Operation) -> set
     beside its own."""
     need = need_of(view)
     statuses = {421, 503}  # 503: the listener refuses connections beyond MAX_CONNECTIONS, whatever the route
-    if need is None or need.sqs:
+    if need is None:
         return statuses | {403, 429}
+    if need.sqs:  # the gate's refusals are SQS errors there, of the statuses SQS gives them (its own `errors`)
+        return statuses
     if need.rated:
         statuses.add(429)
     writes = need.leases or method not in ("GET", "HEAD")
@@ -248,7 +251,9 @@ def _operation(
         if content is not None and 200 <= status < 300 and status != 204:  # a 204 or a redirect has no body
             reply["content"] = content
         replies[status] = reply
-    error = {"application/json": {"schema": {"$ref": REF.format(model="ErrorReply")}}}
+    error: dict[str, Any] = {"application/json": {"schema": {"$ref": REF.format(model="ErrorReply")}}}
+    if found.error_type is not None:  # and a refused connection's 503 is still WonderQ's own shape
+        error = {found.error_type: {"schema": {"type": "object"}}, **error}
     for status in set(found.errors) | gate_errors:
         replies[status] = {"description": ERROR_STATUSES[status], "content": error}
     for status, reply in replies.items():

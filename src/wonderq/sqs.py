@@ -28,6 +28,7 @@ import orjson
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.routing import BaseConverter
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import RequestTimeout as BodyTimeout
 
@@ -1308,6 +1309,12 @@ def _body_text(payload: Payload) -> str:
     return base64.b64encode(payload.data).decode("ascii")
 
 
+class AccountId(BaseConverter):
+    """The account segment of a queue URL path: 12 digits, as in SQS."""
+
+    regex = r"[0-9]{12}"
+
+
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
     """Serve SQS on `POST /` of `app` (and on `POST /<account>/<queue>`, where some SDKs send queue actions),
     signed by the SQS keys of `access` and within its rates."""
@@ -1318,10 +1325,13 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
         summary="Amazon SQS, AWS JSON 1.0: X-Amz-Target: AmazonSQS.<Action> (docs/sqs.md)",
         tag="sqs",
         reply_type=wire.JSON_CONTENT_TYPE,
-        errors=(),
+        errors=(400, 403, 404, 408, 413),  # SQS's statuses (docs/sqs.md); 503 ServiceUnavailable comes with every route
+        error_type=wire.JSON_CONTENT_TYPE,
     )
     async def sqs_endpoint(**_: str) -> Response:
         return await adapter.serve()
 
     app.add_url_rule("/", "sqs", sqs_endpoint, methods=["POST"])
-    app.add_url_rule("/<account>/<queue>", "sqs_queue", sqs_endpoint, methods=["POST"])
+    # Only a 12-digit account: any two-segment POST (POST /v1/queues, say) would otherwise reach this endpoint.
+    app.url_map.converters["account"] = AccountId
+    app.add_url_rule("/<account:account>/<queue>", "sqs_queue", sqs_endpoint, methods=["POST"])
