@@ -28,9 +28,9 @@ import orjson
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.routing import BaseConverter
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.exceptions import RequestTimeout as BodyTimeout
+from werkzeug.routing import BaseConverter
 
 from wonderq import openapi
 from wonderq import sqs_wire as wire
