@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"actor"},
     {"ticker", "jsonbody"},
     {"gate", "openapi"},
+    {"signin"},
     {"stream", "sqs", "dashboard"},
     {"web", "listener"},
     {"server"},

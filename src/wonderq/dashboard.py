@@ -23,24 +23,21 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 import trio
-from pydantic import BaseModel, ConfigDict, Field
-from quart import Response, request
+from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import PathConverter
 
-from wonderq import openapi
+from wonderq import openapi, signin
 from wonderq.access import Access, needs, public
 from wonderq.actor import ActorHandle, ActorStatistics
 from wonderq.commands import Command, Delete, ListQueues
 from wonderq.config import Settings
 from wonderq.core import check_queue_name
-from wonderq.errors import InvalidParameter, MessageNotFound, ShuttingDown, Unauthorized, WonderQError
-from wonderq.gate import current_principal, see_other
-from wonderq.jsonbody import read_json
+from wonderq.errors import MessageNotFound, ShuttingDown, WonderQError
+from wonderq.gate import current_principal
 from wonderq.model import QueueStats
-from wonderq.principals import ALL, Permission, Principal
-from wonderq.sessions import COOKIE
+from wonderq.principals import Permission, Principal
 
 log = logging.getLogger("wonderq.dashboard")
 
@@ -68,11 +65,6 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-
-
-class SignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    token: str = Field(max_length=200)
 
 
 class Broker(Protocol):
@@ -286,8 +278,8 @@ class AssetPath(PathConverter):
 
 def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Access) -> None:
     """Serve the dashboard on `app`: `GET /`, `GET /dashboard/queues/<name>`, `GET /static/<path>`,
-    `GET /v1/events`, `POST /dashboard/api/queues/<name>/messages/<id>/delete`, and signing in and out
-    (`/dashboard/login`, `/dashboard/logout`, `GET /dashboard/session`)."""
+    `GET /v1/events`, `POST /dashboard/api/queues/<name>/messages/<id>/delete`, and (`signin.py`) signing in and
+    out."""
     assets = load_assets()
 
     def spawn(producer: Callable[[], Awaitable[None]]) -> None:
@@ -315,66 +307,6 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
     async def queue_page(name: str) -> Response:
         check_queue_name(name)
         return asset("queue.html")
-
-    @public()
-    @openapi.operation(
-        summary="The dashboard's sign-in page (HTML)",
-        tag="dashboard",
-        reply_type="text/html",
-        also=((303, "Auth is off: nothing to sign in to, so to the dashboard (Location)"),),
-        errors=(),
-    )
-    async def sign_in_page() -> Response:
-        if not access.enabled:
-            return see_other("/")  # auth is off: nothing to sign in to
-        return asset("login.html")
-
-    @public()
-    @openapi.operation(
-        summary="Sign in to the dashboard with a token: a session cookie (HttpOnly, SameSite=Strict)",
-        tag="dashboard",
-        status=204,
-        body=SignIn,
-        errors=(400, 401),
-    )
-    async def sign_in() -> Response:
-        given = await read_json(SignIn, required=True)
-        if access.principals is None:
-            raise InvalidParameter("authentication is off on this server: there is nothing to sign in to")
-        principal = access.principals.by_token(given.token)
-        if principal is None:
-            raise Unauthorized("the token is not valid")
-        session_id = access.sessions.start(principal.name, trio.current_time())
-        response = Response(b"", status=204)
-        response.set_cookie(
-            COOKIE,
-            session_id,
-            max_age=int(access.sessions.ttl),
-            path="/",
-            secure=request.scheme == "https",
-            httponly=True,
-            samesite="Strict",
-        )
-        return response
-
-    @public()
-    @openapi.operation(summary="Sign out of the dashboard", tag="dashboard", status=204, errors=())
-    async def sign_out() -> Response:
-        session_id = request.cookies.get(COOKIE)
-        if session_id:
-            access.sessions.end(session_id)
-        response = Response(b"", status=204)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict")
-        return response
-
-    @needs(*ALL, queue_arg=None)
-    @openapi.operation(
-        summary="Who the dashboard is signed in as", tag="dashboard", reply=openapi.SessionReply, errors=(401,)
-    )
-    async def session() -> Response:
-        principal = current_principal()
-        shown = {"auth": access.enabled, "principal": principal.name if access.enabled else None}
-        return Response(orjson.dumps(shown), status=200, content_type="application/json")
 
     @public()
     @openapi.operation(
@@ -421,10 +353,7 @@ def install(app: QuartTrio, handle: ActorHandle, settings: Settings, access: Acc
     app.add_url_rule("/", "dashboard", overview, methods=["GET"])
     app.add_url_rule("/dashboard/queues/<name>", "dashboard_queue", queue_page, methods=["GET"])
     app.add_url_rule("/v1/events", "events", events, methods=["GET"])
-    app.add_url_rule("/dashboard/login", "dashboard_sign_in_page", sign_in_page, methods=["GET"])
-    app.add_url_rule("/dashboard/login", "dashboard_sign_in", sign_in, methods=["POST"])
-    app.add_url_rule("/dashboard/logout", "dashboard_sign_out", sign_out, methods=["POST"])
-    app.add_url_rule("/dashboard/session", "dashboard_session", session, methods=["GET"])
+    signin.install(app, access, asset)
     app.add_url_rule(
         "/dashboard/api/queues/<name>/messages/<message_id>/delete",
         "dashboard_delete_message",
