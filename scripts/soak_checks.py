@@ -108,6 +108,7 @@ class Failure:
     status: int | None
     code: str
     count: int = 1
+    example: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,34 @@ def _check(name: str, problems: Sequence[str], ok: str, figures: dict[str, Any] 
 
 
 # ---- the bookkeeping ----
+
+
+def add_rows(history: History, rows: Iterable[Sequence[Any]], counters: Counter[str]) -> None:
+    """Add what one worker recorded (the rows of its events file, scripts/soak_clients.py) to `history`, and its
+    counters to `counters`. Rows: A (a send tried: uid, queue), C (confirmed: id, uid, queue, at), D (a delivery:
+    id, receipt, receive_count, lease_expires_at, visibility_timeout, at, uid, client, queue), S (a settle:
+    receipt, id, kind, sent_at, done_at, outcome, deadline, late), P (probes: case, well_formed, status, count),
+    F (failures: client, what, status, code, count, example), R (429s waited out), K (counters)."""
+    for row in rows:
+        kind, fields = row[0], row[1:]
+        if kind == "A":
+            history.attempted[fields[0]] = fields[1]
+        elif kind == "C":
+            history.confirmed.append(Confirmed(*fields))
+        elif kind == "D":
+            history.deliveries.append(Delivery(*fields))
+        elif kind == "S":
+            history.settles.append(Settle(*fields))
+        elif kind == "P":
+            history.probes.append(Probe(*fields))
+        elif kind == "F":
+            history.failures.append(Failure(*fields))
+        elif kind == "R":
+            history.rate_limited += int(fields[0])
+        elif kind == "K":
+            counters.update(fields[0])
+        else:
+            raise ValueError(f"unknown row {row!r}")
 
 
 def successful_acks(history: History) -> dict[str, list[Settle]]:
@@ -354,6 +383,8 @@ def probe_problem(probe: Probe) -> str | None:
     """Why this probe's outcome is wrong, or None."""
     if probe.status is None:
         return f"no reply to a well-formed request: {probe.case}" if probe.well_formed else None
+    if probe.status == 0:
+        return f"a reply that is not HTTP to {probe.case}"
     if probe.status >= 500:
         return f"{probe.status} for {probe.case}"
     if probe.status < 400:

@@ -6,6 +6,7 @@ broken check cannot pass silently. The soak itself runs for minutes and is not p
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from soak_checks import (  # scripts/ is not a package: its modules import one a
     MemorySample,
     Probe,
     Settle,
+    add_rows,
     judge,
     lease_end,
     memory_verdict,
@@ -299,3 +301,33 @@ def test_a_dead_server_or_a_bad_exit_fails() -> None:
     history = clean()
     history.exit_code = 1
     assert failed(history) == {"server_alive"}
+
+
+def test_rows_of_the_events_files_make_a_history() -> None:
+    rows: list[list[object]] = [
+        ["A", "u-a", "q"],
+        ["C", "a", "u-a", "q", T0],
+        ["D", "a", "a.r1", 1, T0 + 6, 5.0, T0 + 1.01, "u-a", "consumer-1", "q"],
+        ["S", "a.r1", "a", "ack", T0 + 1.5, T0 + 1.51, "ok", None, False],
+        ["P", "invalid JSON", True, 400, 3],
+        ["F", "consumer", "receive", None, "timeout", 2, "no reply in time"],
+        ["R", 4],
+        ["K", {"producer.sends": 1}],
+    ]
+    history, counters = History(duration=1.0), Counter[str]()
+    add_rows(history, rows, counters)
+    add_rows(history, [["K", {"producer.sends": 2}], ["R", 1]], counters)
+    assert history.confirmed == [Confirmed("a", "u-a", "q", T0)]
+    assert history.deliveries[0].lease_start == T0 + 1
+    assert history.settles[0].outcome == "ok"
+    assert history.probes == [Probe("invalid JSON", True, 400, 3)]
+    assert history.failures[0].count == 2
+    assert (history.rate_limited, counters["producer.sends"]) == (5, 3)
+    with pytest.raises(ValueError, match="unknown row"):
+        add_rows(history, [["Z"]], counters)
+
+
+def test_a_reply_that_is_not_http_fails() -> None:
+    history = clean()
+    history.probes.append(Probe("raw: random bytes", False, 0))
+    assert failed(history) == {"garbage_refused"}
