@@ -96,6 +96,7 @@ class Probe:
     well_formed: bool
     status: int | None
     count: int = 1
+    example: str = ""  # what went wrong with the first of them, when something did
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +171,8 @@ def add_rows(history: History, rows: Iterable[Sequence[Any]], counters: Counter[
     """Add what one worker recorded (the rows of its events file, scripts/soak_clients.py) to `history`, and its
     counters to `counters`. Rows: A (a send tried: uid, queue), C (confirmed: id, uid, queue, at), D (a delivery:
     id, receipt, receive_count, lease_expires_at, visibility_timeout, at, uid, client, queue), S (a settle:
-    receipt, id, kind, sent_at, done_at, outcome, deadline, late), P (probes: case, well_formed, status, count),
-    F (failures: client, what, status, code, count, example), R (429s waited out), K (counters)."""
+    receipt, id, kind, sent_at, done_at, outcome, deadline, late), P (probes: case, well_formed, status, count,
+    example), F (failures: client, what, status, code, count, example), R (429s waited out), K (counters)."""
     for row in rows:
         kind, fields = row[0], row[1:]
         if kind == "A":
@@ -382,7 +383,7 @@ def check_intact_bodies(history: History) -> Check:
 def probe_problem(probe: Probe) -> str | None:
     """Why this probe's outcome is wrong, or None."""
     if probe.status is None:
-        return f"no reply to a well-formed request: {probe.case}" if probe.well_formed else None
+        return f"no reply to a well-formed request: {probe.case} ({probe.example})" if probe.well_formed else None
     if probe.status == 0:
         return f"a reply that is not HTTP to {probe.case}"
     if probe.status >= 500:

@@ -160,6 +160,7 @@ class Soak:
         self._rows: list[bytes] = []
         self.counters: Counter[str] = Counter()
         self.probes: Counter[tuple[str, bool, int | None]] = Counter()
+        self.probe_examples: dict[tuple[str, bool, int | None], str] = {}
         self.failures: Counter[tuple[str, str, int | None, str]] = Counter()
         self.failure_examples: dict[tuple[str, str, int | None, str], str] = {}
         self.rate_limited = 0
@@ -218,8 +219,10 @@ class Soak:
     ) -> None:
         self.row("S", message.receipt, message.id, kind, sent_at, time.time(), outcome, deadline, late)
 
-    def probe(self, case: str, well_formed: bool, status: int | None) -> None:
+    def probe(self, case: str, well_formed: bool, status: int | None, example: str = "") -> None:
         self.probes[case, well_formed, status] += 1
+        if example:
+            self.probe_examples.setdefault((case, well_formed, status), example[:300])
 
     def failed(self, client: str, what: str, status: int | None, code: str, example: str = "") -> None:
         key = (client.rsplit("-", 1)[0], what, status, code)
@@ -237,7 +240,8 @@ class Soak:
 
     def close(self) -> None:
         for (case, well_formed, status), count in sorted(self.probes.items(), key=str):
-            self.row("P", case, well_formed, status, count)
+            example = self.probe_examples.get((case, well_formed, status), "")
+            self.row("P", case, well_formed, status, count, example)
         for (client, what, status, code), count in sorted(self.failures.items(), key=str):
             self.row("F", client, what, status, code, count, self.failure_examples[client, what, status, code])
         self.row("R", self.rate_limited)
@@ -925,49 +929,48 @@ RAW_GARBAGE: list[tuple[str, Callable[[Soak, random.Random], bytes]]] = [
 ]
 
 
+TOO_LARGE: GarbageCase = (
+    "send: one byte over MAX_MESSAGE_BYTES",
+    "POST",
+    "/v1/queues/{q}/messages",
+    TEXT,
+    b"g" * (1024 * 1024 + 1),
+)
+
+
 async def garbage(soak: Soak, name: str, rng: random.Random) -> None:
     cases = garbage_cases(soak.spec.token)
     headers = {"authorization": f"Bearer {soak.spec.token}"} if soak.spec.token else {}
     async with httpx.AsyncClient(base_url=soak.spec.url, timeout=CLIENT_TIMEOUT, headers=headers) as http:
+        previous = "none"  # the case before on this client (its connection pool): a dropped reply may be its doing
         while True:
-            if rng.random() < 0.25:
+            roll = rng.random()
+            if roll < 0.25:
                 case, make = rng.choice(RAW_GARBAGE)
                 try:
                     status = await raw_probe(soak, make(soak, rng))
                 except OSError:
                     status = None  # could not even connect: counted as no reply
                 soak.probe(case, False, status)
-            elif rng.random() < 0.01:
-                await garbage_probe(
-                    soak,
-                    http,
-                    "send: one byte over MAX_MESSAGE_BYTES",
-                    "POST",
-                    "/v1/queues/{q}/messages",
-                    TEXT,
-                    b"g" * (1024 * 1024 + 1),
-                    rng,
-                )
             else:
-                await garbage_probe(soak, http, *rng.choice(cases), rng)
+                case, method, path, head, body = TOO_LARGE if roll > 0.99 else rng.choice(cases)
+                await garbage_probe(soak, http, (case, method, path, head, body), rng, previous)
+            previous = case
             await trio.sleep(rng.uniform(0.02, 0.2))
 
 
 async def garbage_probe(
-    soak: Soak,
-    http: httpx.AsyncClient,
-    case: str,
-    method: str,
-    path: str,
-    headers: dict[str, str],
-    body: bytes,
-    rng: random.Random,
+    soak: Soak, http: httpx.AsyncClient, garbage: GarbageCase, rng: random.Random, previous: str
 ) -> None:
+    case, method, path, headers, body = garbage
     path = path.replace("{q}", rng.choice(soak.spec.queues))
+    started = time.time()
     try:
         reply = await http.request(method, path, headers=headers, content=body)
-    except httpx.TransportError:
-        soak.probe(case, True, None)  # a well-formed request dropped: the verdicts say so
+    except httpx.TransportError as error:  # a well-formed request dropped: the verdicts say so
+        when = time.strftime("%H:%M:%S", time.localtime(started))
+        example = f"{type(error).__name__}: {error} (sent at {when}; the request before on this client: {previous})"
+        soak.probe(case, True, None, example)
         return
     soak.probe(case, True, reply.status_code)
 
