@@ -213,7 +213,8 @@ def sample(run: Run, client: Client) -> None:
             entry[name] = sum(queue[name] for queue in stats)
     run.timeline.append(entry)
     if rss is not None and run.start_at <= now <= run.stop_at:
-        run.memory.append(MemorySample(now - run.start_at, rss))
+        queued = sum(entry[name] for name in ("ready", "leased", "delayed")) if "ready" in entry else None
+        run.memory.append(MemorySample(now - run.start_at, rss, queued))
 
 
 def run_workers(args: argparse.Namespace, run: Run, workdir: Path) -> list[Path]:

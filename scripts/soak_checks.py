@@ -116,6 +116,7 @@ class Failure:
 class MemorySample:
     at: float  # seconds since the load began
     rss_kib: int
+    queued: int | None = None  # messages in the soak's queues then (ready, leased, delayed): what memory may follow
 
 
 @dataclass
@@ -448,6 +449,8 @@ class MemoryVerdict:
     last_tenth_kib: float | None  # median
     allowed_growth_kib: float | None
     samples: int
+    second_tenth_queued: float | None = None  # median messages queued, when the samples say
+    last_tenth_queued: float | None = None
 
     @property
     def growth_kib(self) -> float | None:
@@ -463,12 +466,16 @@ def memory_verdict(
     slack_mib: float = MEMORY_SLACK_MIB,
 ) -> MemoryVerdict:
     """The medians of the second and the last tenth of the load's `duration` (seconds), and the growth allowed."""
-    second = [s.rss_kib for s in samples if 0.1 * duration <= s.at < 0.2 * duration]
-    last = [s.rss_kib for s in samples if 0.9 * duration <= s.at <= duration]
+    second = [s for s in samples if 0.1 * duration <= s.at < 0.2 * duration]
+    last = [s for s in samples if 0.9 * duration <= s.at <= duration]
     if not second or not last:
         return MemoryVerdict(None, None, None, len(samples))
-    base = statistics.median(second)
-    return MemoryVerdict(base, statistics.median(last), max(tolerance * base, slack_mib * 1024), len(samples))
+    base = statistics.median(s.rss_kib for s in second)
+    queued = [[s.queued for s in tenth if s.queued is not None] for tenth in (second, last)]
+    second_queued, last_queued = (statistics.median(q) if q else None for q in queued)
+    allowed = max(tolerance * base, slack_mib * 1024)
+    end = statistics.median(s.rss_kib for s in last)
+    return MemoryVerdict(base, end, allowed, len(samples), second_queued, last_queued)
 
 
 def check_memory_flat(
@@ -482,6 +489,8 @@ def check_memory_flat(
         "last_tenth_median_kib": verdict.last_tenth_kib,
         "allowed_growth_kib": verdict.allowed_growth_kib,
         "samples": verdict.samples,
+        "second_tenth_median_queued": verdict.second_tenth_queued,
+        "last_tenth_median_queued": verdict.last_tenth_queued,
     }
     growth = verdict.growth_kib
     if growth is None or verdict.allowed_growth_kib is None or verdict.second_tenth_kib is None:
@@ -491,6 +500,8 @@ def check_memory_flat(
         f" {(verdict.last_tenth_kib or 0) / 1024:.1f} MiB (last tenth): {growth / 1024:+.1f} MiB,"
         f" allowed +{verdict.allowed_growth_kib / 1024:.1f} MiB"
     )
+    if verdict.second_tenth_queued is not None and verdict.last_tenth_queued is not None:
+        said += f" (messages queued meanwhile: {verdict.second_tenth_queued:,.0f} -> {verdict.last_tenth_queued:,.0f})"
     if growth > verdict.allowed_growth_kib:
         return Check("memory_flat", False, f"memory grew: {said}", (said,), figures)
     return Check("memory_flat", True, said, (), figures)

@@ -296,10 +296,12 @@ def test_memory_not_measurable_is_said_and_passes() -> None:
 
 
 def test_memory_verdict_takes_the_medians_of_the_second_and_last_tenth() -> None:
-    samples = [MemorySample(12.0, 100), MemorySample(14.0, 300), MemorySample(16.0, 200), MemorySample(95.0, 900)]
+    samples = [MemorySample(12.0, 100, 5), MemorySample(14.0, 300, 7), MemorySample(16.0, 200, 9)]
+    samples.append(MemorySample(95.0, 900, 2000))
     verdict = memory_verdict(samples, 100.0, tolerance=0.5, slack_mib=0)
     assert (verdict.second_tenth_kib, verdict.last_tenth_kib, verdict.allowed_growth_kib) == (200, 900, 100)
     assert verdict.growth_kib == 700
+    assert (verdict.second_tenth_queued, verdict.last_tenth_queued) == (7, 2000)  # shown beside the verdict
 
 
 def test_a_dead_server_or_a_bad_exit_fails() -> None:
