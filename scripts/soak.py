@@ -211,6 +211,7 @@ def sample(run: Run, client: Client) -> None:
     else:
         for name in ("ready", "leased", "delayed", "sent", "acked", "expired", "released"):
             entry[name] = sum(queue[name] for queue in stats)
+        entry["queues"] = {queue["name"]: [queue["ready"], queue["leased"], queue["delayed"]] for queue in stats}
     run.timeline.append(entry)
     if rss is not None and run.start_at <= now <= run.stop_at:
         queued = sum(entry[name] for name in ("ready", "leased", "delayed")) if "ready" in entry else None

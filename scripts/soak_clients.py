@@ -165,6 +165,7 @@ class Soak:
         self.failure_examples: dict[tuple[str, str, int | None, str], str] = {}
         self.rate_limited = 0
         self.backlog = 0  # ready and delayed messages in the soak's queues, at the monitor's last look
+        self.ready: dict[str, int] = {}  # queue -> its ready messages, at the monitor's last look
         self.room = trio.Event()  # set while the backlog is under max_backlog
         self.room.set()
         self.drained = trio.Event()  # set once the queues were seen empty after the load
@@ -268,6 +269,7 @@ class Soak:
                 stats = None  # a 429 or a failure: look again at the next interval
             if stats is not None:
                 self.backlog = sum(queue["ready"] + queue["delayed"] for queue in stats)
+                self.ready = {queue["name"]: queue["ready"] for queue in stats}
                 if self.backlog > self.spec.max_backlog:
                     if self.room.is_set():
                         self.room = trio.Event()
@@ -279,6 +281,13 @@ class Soak:
                 if empty_looks >= 2:
                     self.drained.set()
             await trio.sleep(MONITOR_INTERVAL)
+
+    def pick_queue(self, rng: random.Random) -> str:
+        """A queue to receive from, by how many messages each had ready at the monitor's last look (and now and
+        then an empty one). Picked evenly instead, the backlog gathers in one queue while the consumers' long polls
+        wait out their 2 s on the empty ones, and a drain takes minutes."""
+        queues = self.spec.queues
+        return rng.choices(queues, weights=[self.ready.get(queue, 0) + 1 for queue in queues])[0]
 
     async def wait_for_room(self) -> None:
         with trio.move_on_at(trio.current_time() + max(0.0, self.spec.stop_at - time.time())):
@@ -408,7 +417,7 @@ async def consumer(soak: Soak, name: str, rng: random.Random) -> None:
     vt = soak.spec.visibility_timeout
     async with client_for(soak) as client:
         while soak.consuming():
-            queue = rng.choice(soak.spec.queues)
+            queue = soak.pick_queue(rng)
             messages = await receive(soak, client, name, queue, rng.randint(1, 10), vt)
             if messages:
                 await trio.sleep(rng.uniform(0, 0.05))  # processing
@@ -420,7 +429,7 @@ async def late_acker(soak: Soak, name: str, rng: random.Random) -> None:
     vt = soak.spec.late_visibility_timeout
     async with client_for(soak) as client:
         while soak.loading():
-            queue = rng.choice(soak.spec.queues)
+            queue = soak.pick_queue(rng)
             messages = await receive(soak, client, name, queue, rng.randint(1, 3), vt)
             if not messages:
                 continue
@@ -435,7 +444,7 @@ async def nacker(soak: Soak, name: str, rng: random.Random) -> None:
     vt = soak.spec.visibility_timeout
     async with client_for(soak) as client:
         while soak.loading():
-            queue = rng.choice(soak.spec.queues)
+            queue = soak.pick_queue(rng)
             for message in await receive(soak, client, name, queue, rng.randint(1, 5), vt):
                 choice = rng.random()
                 if choice > 0.8:
@@ -471,7 +480,7 @@ async def stream_consumer(soak: Soak, name: str, rng: random.Random) -> None:
     vt = soak.spec.visibility_timeout
     async with client_for(soak) as client:
         while soak.consuming():
-            queue = rng.choice(soak.spec.queues)
+            queue = soak.pick_queue(rng)
             held: dict[str, ReceivedMessage] = {}
             try:
                 async with astream(client, queue) as stream:
