@@ -371,6 +371,7 @@ def history_of(
             count - run.statuses_before.get(status, 0) for status, count in run.statuses_after.items() if status >= 500
         )
     history.server_errors = log_errors(log) if log else []
+    history.log_read = log is not None
     history.memory = run.memory
     history.memory_measured = run.pid is not None
     history.alive = run.alive

@@ -134,6 +134,7 @@ class History:
     rate_limited: int = 0  # 429s the well-behaved clients got (and waited out)
     server_5xx: int | None = None  # 5xx replies the server counted (/metrics) during the soak; None: not read
     server_errors: list[str] = field(default_factory=list)  # error-level records of the server's log
+    log_read: bool = True  # False when the soak did not start the server, so has no log of it
     memory: list[MemorySample] = field(default_factory=list)
     memory_measured: bool = True  # False when the server is not a process of this machine the soak can see
     alive: bool = True  # the process ran and /health answered 200 at the end
@@ -421,10 +422,11 @@ def check_no_5xx(history: History) -> Check:
         problems.append(f"the server counted {history.server_5xx} 5xx replies (/metrics)")
     problems += [f"server log: {line}" for line in history.server_errors]
     counted = "not read" if history.server_5xx is None else str(history.server_5xx)
+    logged = "logged no error" if history.log_read else "its log not read (not the soak's server)"
     return _check(
         "no_5xx",
         problems,
-        f"no 5xx seen by any client; the server counted {counted}, logged no error",
+        f"no 5xx seen by any client; the server counted {counted}, {logged}",
         {"server_5xx": history.server_5xx, "server_errors": len(history.server_errors)},
     )
 

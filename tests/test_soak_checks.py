@@ -262,6 +262,12 @@ def test_a_5xx_anywhere_fails() -> None:
         assert "no_5xx" in failed(history), where
 
 
+def test_a_log_not_read_is_said() -> None:
+    history = clean()
+    history.log_read = False
+    assert "log not read" in verdicts(history)["no_5xx"].summary
+
+
 def test_a_well_behaved_request_dropped_fails() -> None:
     history = clean()
     history.failures.append(Failure("consumer", "receive", None, "connection_failed"))
