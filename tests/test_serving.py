@@ -322,3 +322,45 @@ async def test_a_client_that_never_reads_does_not_hold_up_a_shutdown() -> None:
             with trio.fail_after(10):
                 await stopped.wait()
             assert trio.current_time() - started < 1.0 + 0.5 + 2.0  # the grace, the margin, and some slack
+
+
+async def test_a_reply_before_the_body_arrived_says_connection_close() -> None:
+    """A 413 for a declared body over the limit is sent before the body is read, and hypercorn then closes the
+    connection: without `Connection: close` a client sent its next request into the closing connection."""
+    body = b"g" * (64 * 1024)  # over the test settings' MAX_MESSAGE_BYTES (1 KiB) and MAX_REQUEST_BYTES (64 KiB)
+    text = {"content-type": "text/plain"}
+    async with serving() as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        for _ in range(5):
+            refused = await http.post("/v1/queues/q/messages", content=body * 4, headers=text)
+            assert refused.status_code == 413
+            assert refused.headers["connection"] == "close"
+            assert (await http.post("/v1/queues/q/messages", content=b"ok", headers=text)).status_code == 201
+        kept = await http.post("/v1/queues/q/messages", content=b"ok", headers=text)
+        assert "connection" not in kept.headers  # a request answered after its whole body keeps its connection
+
+
+async def test_a_client_hanging_up_on_an_early_reply_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Closing as soon as the status line of a 408 arrives raced hypercorn's close with the reply's last write,
+    which was logged as an error with its traceback: any client could fill the log."""
+
+    async def one(port: int) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        head = (
+            f"POST /v1/queues/default/receive HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nconnection: close\r\n"
+            "content-type: application/json\r\ncontent-length: 100\r\n\r\n{"
+        )
+        await stream.send_all(head.encode())
+        got = b""
+        while b"\r\n" not in got and (chunk := await stream.receive_some(4096)):
+            got += chunk
+        await stream.aclose()
+        assert got.startswith(b"HTTP/1.1 408")
+
+    with caplog.at_level(logging.ERROR):
+        async with serving(body_timeout=0.3) as url:
+            port = int(url.rsplit(":", 1)[1])
+            with trio.fail_after(20):
+                async with trio.open_nursery() as nursery:
+                    for _ in range(100):
+                        nursery.start_soon(one, port)
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

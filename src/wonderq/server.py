@@ -182,15 +182,23 @@ def finish_responses_shielded(app: Any) -> Any:
     from inside that very last send, before it marks the keep-alive connection idle. The cancellation then cuts
     that bookkeeping short, the connection never counts as idle, and a graceful shutdown waits the whole
     GRACEFUL_TIMEOUT for it. Shielding only the final body message lets it finish; hypercorn already shields
-    the socket write itself."""
+    the socket write itself.
+
+    A client that hangs up the moment it has the status line of a reply sent before its request's body arrived
+    (a 408, a 413) makes hypercorn close the connection while that last write is under way, and trio refuses the
+    second writer with BusyResourceError: the reply has nowhere to go, so it is dropped instead of logged as an
+    error with its traceback (any client could fill the log with them)."""
 
     async def wrapped(scope: Any, receive: Any, send: Any) -> None:
         async def send_finishing_shielded(message: Any) -> None:
-            if message.get("type") == "http.response.body" and not message.get("more_body", False):
-                with trio.CancelScope(shield=True):
+            try:
+                if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                    with trio.CancelScope(shield=True):
+                        await send(message)
+                else:
                     await send(message)
-            else:
-                await send(message)
+            except trio.BusyResourceError:
+                pass  # the connection is being closed under the write: the client has gone
 
         await app(scope, receive, send_finishing_shielded if scope["type"] == "http" else send)
 

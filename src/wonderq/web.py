@@ -424,6 +424,12 @@ def log_access(level: int, args: tuple[object, ...], fields: dict[str, object]) 
     access_log.handle(record)
 
 
+def _body_received(current: Any) -> bool:
+    """Whether the whole body of the request being answered has arrived (quart's Body marks it complete)."""
+    complete = getattr(current.body, "_complete", None)
+    return complete is None or complete.is_set()
+
+
 # ---- the app ------------------------------------------------------------------------------------------
 
 
@@ -551,6 +557,10 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
         request_id = getattr(g, "request_id", None) or new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         current = request._get_current_object()  # type: ignore[attr-defined]  # once, not through the proxy
+        if not _body_received(current):
+            # Answered before its body arrived (a message over the limit, a refusal): hypercorn will close the
+            # connection rather than read the rest, so say so, or a client would send its next request into it.
+            response.headers["Connection"] = "close"
         record_request(current, current.method, response.status_code, request_id)
         return response
 
