@@ -184,6 +184,11 @@ AnyCommand: TypeAlias = (
     | Expire
 )
 
+HOUSEKEEPING = (Expire, Compact, StopParking)
+"""Commands the server sends itself (the ticker, the compactor, the shutdown): they wait for room in the actor's
+inbox however long it takes, where a client's request gives up after INBOX_TIMEOUT, since failing one would skip
+a sweep or a compaction, or leave long polls parked through a shutdown."""
+
 LEASE_ONLY = (Receive, ChangeVisibility, ReturnUndelivered, Expire, GetQueue, ListQueues, Peek)
 """Commands that change only leases (handing them out, moving or ending them) and make the transitions that
 time makes anyway. A batch of nothing else is journaled without an fsync (docs/design.md, Durability): a power
