@@ -310,3 +310,18 @@ def test_the_agenda_is_rebuilt_when_stale_entries_outnumber_the_queues() -> None
     assert len(core._agenda) <= 2 * 1 + 1024 + 1
     assert swept(core, T0 + 4_000) == 0
     assert swept(core, T0 + 4_001) == 1
+
+
+def test_a_call_on_a_dead_letter_queue_advances_only_its_feeders_with_something_due() -> None:
+    core = CountingCore()
+    core.put_queue("dlq", visibility_timeout=None, now=T0)
+    for n in range(50):
+        core.put_queue(f"q{n}", visibility_timeout=None, max_receives=1, dead_letter_queue="dlq", now=T0)
+        core.send(f"q{n}", text("x"), now=T0)
+    core.receive("q7", max_messages=1, visibility_timeout=10, consumer=None, now=T0)
+    core.advanced.clear()
+    assert core.queue_stats("dlq", now=T0 + 9.999).ready == 0
+    assert core.advanced == ["dlq"]
+    core.advanced.clear()
+    assert core.queue_stats("dlq", now=T0 + 10).ready == 1  # q7's lease ended: its dead letter is here
+    assert core.advanced == ["q7", "dlq"]

@@ -1158,7 +1158,9 @@ class Core:
         feeders = self._feeders.get(name)
         if feeders:  # their due leases may end in dead letters that belong here
             for feeder in feeders:
-                self._advance(self._queues[feeder], now)
+                source = self._queues[feeder]
+                if source.due <= now:  # else nothing of it is due (its agenda entry is later)
+                    self._advance(source, now)
         self._advance(queue, now)
         return queue
 
