@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import limits, make_core, text
+from tests.helpers import limits, make_core, settings, text
 from tests.test_core import T0
+from wonderq.config import Settings
 from wonderq.core import Core
 from wonderq.errors import QueueFull, TooManyQueues
 from wonderq.ids import TimeOrderedIds
@@ -165,3 +166,10 @@ def test_a_dedup_id_scoped_per_group_counts_once_per_group() -> None:
         core.send_batch("q.fifo", [*entries, Outgoing(text("b"), group="g3")], now=T0)
     ids = core.send_batch("q.fifo", entries, now=T0)  # g1's repeat adds nothing: two new messages fit
     assert ids[0] == ids[2] != ids[1]
+
+
+def test_the_settings_give_the_core_their_caps() -> None:
+    chosen = settings(max_queues=7, max_queue_messages=0).limits()
+    assert (chosen.max_queues, chosen.max_queue_messages) == (7, 0)
+    defaults = Settings(_env_file=None).limits()
+    assert (defaults.max_queues, defaults.max_queue_messages) == (10_000, 1_000_000)

@@ -73,7 +73,8 @@ class Send(Command[list[str]]):
 @dataclass(frozen=True, slots=True)
 class Receive(Command[list[Lease]]):
     """Lease up to `max_messages`. With `wait` > 0 the actor parks the request until a message is ready or
-    `wait` seconds pass; the reply is then an empty list."""
+    `wait` seconds pass; the reply is then an empty list. If its limit of parked receives is reached, a receive
+    that would park fails with TooManyLongPolls instead."""
 
     queue: str
     max_messages: int = 1
