@@ -1,12 +1,16 @@
-"""Idle cost of many queues (issue 12): one WonderQ server is given N queues, each made by a send to a new name
-(as a client that sends to many queues does), and then left alone.
+"""Idle cost of many queues (issue 12): what a WonderQ server holding N queues costs while nobody talks to it, and
+what creating one more queue costs there.
 
-This script owns the measurement: how long a queue creation takes at the start and at the end of the ramp (the
-median of the first and of the last `--sample` creations, each a `POST /v1/queues/<new>/messages`), then the
-server's CPU use while nobody talks to it (user + system time from /proc over `--idle` seconds, as a percentage
-of one core), then the time of `GET /health` on the idle server (the median of 20). The server runs with
-MAX_QUEUES raised to N (its default cap is 10,000 queues), `--memory` or on a fresh data directory (the durable
-default), and is stopped by its pid at the end.
+This script owns the measurement. First, in this process, one sweep of the ticker (`Core.expire` then
+`Core.behind`, as one `Expire` command runs them) on a core holding N idle queues of one message each: the
+fastest of 20, so that the machine's load shows least. Then, per run, two real servers on the durable default
+(`--data-dir`, fsync at every commit), each stopped by its pid: one on an empty data directory, and one on a data
+directory prepared with N queues of one message each (written through the store directly, which is much faster
+than N sends over HTTP and leaves the same rows). On the second it measures the CPU the process uses while idle
+(user + system time from /proc over `--idle` seconds, as a percentage of one core) and the median time of 20
+`GET /health`; on both, the median time of `--sample` queue creations, each a `POST /v1/queues/<new>/messages`
+from one client, one at a time. The servers run with MAX_QUEUES raised above N (its default cap is 10,000).
+Run it with PYTHONPATH naming another checkout's `src` to measure that version:
 
     .venv/bin/python scripts/bench_idle.py --queues 90000 --idle 20 --runs 3
 """
@@ -25,21 +29,56 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import trio
+
+from wonderq.core import Core, Limits
+from wonderq.ids import TimeOrderedIds, new_token
+from wonderq.model import Payload
+from wonderq.store import SqliteStore
 
 LISTENING = re.compile(r"WonderQ listening on (http://\S+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK")  # the unit of /proc/<pid>/stat's utime and stime, per second
-CONCURRENCY = 16  # sends in flight during the ramp
-START_TIMEOUT = 30.0  # seconds the server gets to listen
+START_TIMEOUT = 300.0  # seconds a server gets to recover its queues and listen
+LIMITS = Limits(max_message_bytes=1024, max_batch=10, default_visibility_timeout=30.0)
+MESSAGE = Payload(b"x", "text/plain")
 
 
 @dataclass
 class Run:
-    first_ms: float  # median creation time of the first `sample` queues, milliseconds
-    last_ms: float  # the same for the last `sample`
-    idle_cpu: float  # percent of one core, while idle
+    empty_ms: float  # median queue creation on the empty server, milliseconds
+    full_ms: float  # the same on the server holding N queues
+    idle_cpu: float  # percent of one core, while idle with N queues
     health_ms: float  # median GET /health on the idle server, milliseconds
     load: tuple[float, float, float]  # the machine's load averages when the idle window ended
+
+
+def idle_core(queues: int, now: float) -> Core:
+    core = Core(limits=LIMITS, new_id=TimeOrderedIds(), new_token=new_token, track_changes=True)
+    for number in range(queues):
+        core.send(f"q{number}", MESSAGE, now=now)
+    return core
+
+
+def sweep_ms(queues: int) -> float:
+    """The fastest of 20 sweeps (expire, then behind) of a core holding `queues` idle queues, milliseconds."""
+    now = time.time()
+    core = idle_core(queues, now)
+    timings = []
+    for _ in range(20):
+        started = time.perf_counter()
+        core.expire(now=now + 1)
+        core.behind(now=now + 1)
+        timings.append(time.perf_counter() - started)
+    return min(timings) * 1e3
+
+
+def prepare(data_dir: Path, queues: int) -> None:
+    """A data directory holding `queues` queues of one message each, sent now."""
+    data_dir.mkdir()
+    store = SqliteStore(data_dir)
+    try:
+        store.commit(idle_core(queues, time.time()).drain_changes())
+    finally:
+        store.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -47,12 +86,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
 
 
-def start_server(workdir: Path, queues: int, memory: bool) -> tuple[subprocess.Popen[bytes], str]:
-    """The server on a free port, logging to a file (one access line per request); returns it and its URL."""
+def start_server(data_dir: Path, max_queues: int) -> tuple[subprocess.Popen[bytes], str]:
+    """The server on a free port, logging to a file beside its data directory; returns it and its URL."""
     command = [sys.executable, "-m", "wonderq", "serve", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--memory"] if memory else ["--data-dir", str(workdir / "data")]
-    env = {**os.environ, "MAX_QUEUES": str(queues + 10), "RATE_LIMIT": "0", "GLOBAL_RATE_LIMIT": "0"}
-    log = workdir / "server.log"
+    command += ["--data-dir", str(data_dir)]
+    env = {**os.environ, "MAX_QUEUES": str(max_queues), "RATE_LIMIT": "0", "GLOBAL_RATE_LIMIT": "0"}
+    log = data_dir.with_suffix(".log")
     with log.open("wb") as out:
         process = subprocess.Popen(command, stderr=out, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + START_TIMEOUT
@@ -64,82 +103,73 @@ def start_server(workdir: Path, queues: int, memory: bool) -> tuple[subprocess.P
     raise RuntimeError("the server did not start:\n" + log.read_text(errors="replace"))
 
 
-async def ramp(url: str, queues: int, sample: int) -> tuple[list[float], list[float]]:
-    """Create `queues` queues by sends; the creation times (seconds) of the first and last `sample`."""
-    first: list[float] = []
-    last: list[float] = []
-    numbers = iter(range(queues))
-
-    async def worker(http: httpx.AsyncClient) -> None:
-        for number in numbers:
-            started = time.perf_counter()
-            reply = await http.post(f"/v1/queues/q{number}/messages", content=b"x")
-            elapsed = time.perf_counter() - started
-            if reply.status_code != 201:
-                raise RuntimeError(f"send {number} answered {reply.status_code}: {reply.text[:200]}")
-            if number < sample:
-                first.append(elapsed)
-            elif number >= queues - sample:
-                last.append(elapsed)
-
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http, trio.open_nursery() as nursery:
-        for _ in range(CONCURRENCY):
-            nursery.start_soon(worker, http)
-    return first, last
+def median_ms(http: httpx.Client, requests: list[tuple[str, str]]) -> float:
+    """The median time of these requests, sent one at a time, milliseconds; each must succeed."""
+    timings = []
+    for method, path in requests:
+        started = time.perf_counter()
+        http.request(method, path, content=b"x" if method == "POST" else None).raise_for_status()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings) * 1e3
 
 
-def one_run(queues: int, idle: float, sample: int, memory: bool) -> Run:
-    with tempfile.TemporaryDirectory(prefix="wonderq-idle-") as workdir:
-        process, url = start_server(Path(workdir), queues, memory)
-        try:
-            first, last = trio.run(ramp, url, queues, sample)
-            time.sleep(2)  # let the last replies' work settle
-            before = cpu_seconds(process.pid)
-            time.sleep(idle)
-            used = cpu_seconds(process.pid) - before
-            load = os.getloadavg()
-            with httpx.Client(base_url=url, timeout=60) as http:
-                health = []
-                for _ in range(20):
-                    started = time.perf_counter()
-                    http.get("/health").raise_for_status()
-                    health.append(time.perf_counter() - started)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-    return Run(
-        first_ms=statistics.median(first) * 1e3,
-        last_ms=statistics.median(last) * 1e3,
-        idle_cpu=100 * used / idle,
-        health_ms=statistics.median(health) * 1e3,
-        load=(round(load[0], 2), round(load[1], 2), round(load[2], 2)),
-    )
+def creations(sample: int) -> list[tuple[str, str]]:
+    return [("POST", f"/v1/queues/new{number}/messages") for number in range(sample)]
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def one_run(workdir: Path, queues: int, idle: float, sample: int) -> Run:
+    max_queues = queues + sample + 10
+    process, url = start_server(workdir / "empty", max_queues)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            empty_ms = median_ms(http, creations(sample))
+    finally:
+        stop(process)
+    prepare(workdir / "full", queues)
+    process, url = start_server(workdir / "full", max_queues)
+    try:
+        time.sleep(2)  # let start-up settle
+        before = cpu_seconds(process.pid)
+        time.sleep(idle)
+        idle_cpu = 100 * (cpu_seconds(process.pid) - before) / idle
+        load = os.getloadavg()
+        with httpx.Client(base_url=url, timeout=60) as http:
+            health_ms = median_ms(http, [("GET", "/health")] * 20)
+            full_ms = median_ms(http, creations(sample))
+    finally:
+        stop(process)
+    return Run(empty_ms, full_ms, idle_cpu, health_ms, (round(load[0], 2), round(load[1], 2), round(load[2], 2)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queues", type=int, default=90_000)
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measured")
-    parser.add_argument("--sample", type=int, default=1_000, help="creations timed at each end of the ramp")
+    parser.add_argument("--sample", type=int, default=200, help="queue creations timed on each server")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--memory", action="store_true", help="serve --memory instead of on a data directory")
     args = parser.parse_args()
+    print(f"in process: one sweep of {args.queues} idle queues takes {sweep_ms(args.queues):.4f} ms", flush=True)
     runs = []
     for number in range(args.runs):
-        run = one_run(args.queues, args.idle, args.sample, args.memory)
+        with tempfile.TemporaryDirectory(prefix="wonderq-idle-") as workdir:
+            run = one_run(Path(workdir), args.queues, args.idle, args.sample)
         runs.append(run)
         print(
-            f"run {number + 1}: creation {run.first_ms:.2f} ms (first {args.sample}) -> {run.last_ms:.2f} ms"
-            f" (last {args.sample}); idle CPU {run.idle_cpu:.1f}% of a core; /health {run.health_ms:.2f} ms;"
-            f" load {run.load}",
+            f"run {number + 1}: creation {run.empty_ms:.2f} ms empty, {run.full_ms:.2f} ms with {args.queues} queues;"
+            f" idle CPU {run.idle_cpu:.1f}% of a core; /health {run.health_ms:.2f} ms; load {run.load}",
             flush=True,
         )
-    medians = [statistics.median(getattr(run, name) for run in runs) for name in ("first_ms", "last_ms")]
+    empty, full = (statistics.median(getattr(run, name) for run in runs) for name in ("empty_ms", "full_ms"))
     cpu = statistics.median(run.idle_cpu for run in runs)
     health = statistics.median(run.health_ms for run in runs)
     print(
-        f"median of {len(runs)}: creation {medians[0]:.2f} -> {medians[1]:.2f} ms, idle CPU {cpu:.1f}%,"
-        f" /health {health:.2f} ms"
+        f"median of {len(runs)}: creation {empty:.2f} ms empty, {full:.2f} ms full ({full / empty:.1f}x);"
+        f" idle CPU {cpu:.1f}%; /health {health:.2f} ms"
     )
 
 
