@@ -1,8 +1,9 @@
 """One crash round: producers and consumers run against a real server on a data directory, the server is killed
-with SIGKILL at a random moment, restarted on the same directory, and what it recovered is checked against
-what its clients were told. Used by tests/test_durability.py (a few rounds) and scripts/crash_test.py (many).
+with SIGKILL at a random moment (or stopped with SIGTERM, gracefully, with the same work in flight), restarted on
+the same directory, and what it recovered is checked against what its clients were told. Used by
+tests/test_durability.py (a few rounds) and scripts/crash_test.py (many).
 
-What must hold after every kill:
+What must hold after every kill or stop:
 * every message whose send got 201 is there, unless an ack of it was attempted;
 * no message whose ack got 204 is there;
 * nothing is there that no one sent, and nothing is there twice;
@@ -68,6 +69,8 @@ async def _producer(http: httpx.AsyncClient, ledger: Ledger, rng: random.Random,
             entries = [{"body": body, "content_type": "text/plain"} for body in bodies]
             reply = await http.post(f"/v1/queues/{queue}/messages/batch", json={"messages": entries})
             ids = reply.json()["ids"] if reply.status_code == 201 else []
+        if reply.status_code == 503:
+            return  # a graceful stop has begun: this send was refused, and nothing of it stored
         assert reply.status_code == 201, reply.text
         ledger.confirmed.update(zip(ids, bodies, strict=True))
 
@@ -76,7 +79,12 @@ async def _consumer(http: httpx.AsyncClient, ledger: Ledger, rng: random.Random)
     while True:
         queue = rng.choice(QUEUES)
         lease_for = rng.choice([0.5, LONG_LEASE])
-        reply = await http.post(f"/v1/queues/{queue}/receive", json={"max": 5, "visibility_timeout": lease_for})
+        wait = rng.choice([0, 0, 0.5])  # some long polls: a graceful stop answers them empty
+        reply = await http.post(
+            f"/v1/queues/{queue}/receive", json={"max": 5, "visibility_timeout": lease_for, "wait": wait}
+        )
+        if reply.status_code == 503:
+            return  # a graceful stop has begun
         assert reply.status_code in (200, 404), reply.text  # 404: the queue is not created yet
         for message in reply.json().get("messages", []):
             choice = rng.random()
@@ -96,7 +104,9 @@ async def _consumer(http: httpx.AsyncClient, ledger: Ledger, rng: random.Random)
                 ledger.held[message["id"]] = (queue, message["receipt"])
 
 
-async def _load_until_killed(url: str, pid: int, ledger: Ledger, seed: int, kill_after: float) -> None:
+async def _load_until_killed(
+    url: str, pid: int, ledger: Ledger, seed: int, kill_after: float, signum: signal.Signals
+) -> None:
     rng = random.Random(seed + 1)
 
     async def run(task: Any, *args: Any) -> None:
@@ -111,7 +121,7 @@ async def _load_until_killed(url: str, pid: int, ledger: Ledger, seed: int, kill
             for _ in range(3):
                 nursery.start_soon(run, _consumer, http, ledger, random.Random(rng.random()))
             await trio.sleep(kill_after)
-            os.kill(pid, signal.SIGKILL)  # the workers' next requests fail, and they end
+            os.kill(pid, signum)  # the workers' next requests fail (or are refused with 503), and they end
 
 
 def _recovered(url: str) -> dict[str, dict[str, Any]]:
@@ -174,16 +184,19 @@ def integrity(data_dir: Path) -> str:
         return "; ".join(str(row[0]) for row in db.execute("PRAGMA integrity_check"))
 
 
-def crash_round(data_dir: Path, seed: int, sync: str = "full") -> RoundResult:
-    """Load, SIGKILL, check the file, restart, check the contents. `data_dir` may hold earlier rounds' data."""
+def crash_round(data_dir: Path, seed: int, sync: str = "full", signum: signal.Signals = signal.SIGKILL) -> RoundResult:
+    """Load, SIGKILL (or `signum`), check the file, restart, check the contents. `data_dir` may hold earlier
+    rounds' data. After a SIGTERM the server must also have exited 0, within its graceful timeout."""
     rng = random.Random(seed)
     kill_after = rng.uniform(0.3, 2.0)
     ledger = Ledger()
     args = ("--data-dir", str(data_dir), "--sync", sync, "--tick-interval", "0.05")
     with server_process(*args) as server:
-        trio.run(_load_until_killed, server.url, server.process.pid, ledger, seed, kill_after)
-        server.process.wait(timeout=10)
+        trio.run(_load_until_killed, server.url, server.process.pid, ledger, seed, kill_after, signum)
+        code = server.process.wait(timeout=15)
     problems = []
+    if signum == signal.SIGTERM and code != 0:
+        problems.append(f"the server exited {code} on SIGTERM with work in flight")
     checked = integrity(data_dir)
     if checked != "ok":
         problems.append(f"integrity check after the kill: {checked}")

@@ -8,12 +8,14 @@ messages are dropped within a run; "f.fifo" is a FIFO queue, whose sends pick on
 The invariants: no message is in two places; no message is leased twice at once; an acked, purged or dropped
 message never comes back; messages are delivered by priority, then in send order (in a FIFO queue: group by
 group, and never from a group with a message leased); counts match; dead letters keep their message; a restart
-changes nothing.
+changes nothing; the sweep's agenda holds, for every queue, a live entry at or before its earliest due
+transition, and after a jump in time the sweep alone (before any other call) makes every transition due.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tests.helpers import limits
-from wonderq.core import DEDUP_WINDOW, Core
+from wonderq.core import DEDUP_WINDOW, Core, _Queue
 from wonderq.errors import LeaseLost, MessageNotFound
 from wonderq.ids import TimeOrderedIds
 from wonderq.model import DEFAULT_RETENTION, Attributes, Outgoing, Payload, RedriveReport, State
@@ -288,6 +290,7 @@ class CoreVersusModel(RuleBasedStateMachine):
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.drop_old()
+        before = sum(self.expired.values())
         for queue, messages in self.model.items():
             for message_id, message in list(messages.items()):
                 if message.receipt is not None and not message.leased(self.now):
@@ -295,6 +298,14 @@ class CoreVersusModel(RuleBasedStateMachine):
                     self.expired[queue] += 1
                     self.lease_ended(queue, message_id)
         self.drop_old()  # dead letters older than the dead-letter queue's retention
+        # The ticker's part: its sweeps alone (no other call has touched a queue since the jump) end exactly the
+        # leases that ended, and leave nothing due anywhere.
+        ended = 0
+        while self.core.behind(now=self.now):
+            ended += self.core.expire(now=self.now)
+        assert ended == sum(self.expired.values()) - before
+        for queue in QUEUES:
+            assert earliest_due(self.core._queues[queue]) > self.now
 
     @rule()
     def commit(self) -> None:
@@ -313,6 +324,14 @@ class CoreVersusModel(RuleBasedStateMachine):
         # Every call on a queue (the invariant's included) already expires its due leases, so the sweep
         # finds nothing new here; its counting is covered by the unit tests.
         assert self.core.expire(now=self.now) == 0
+
+    @invariant()
+    def the_agenda_covers_every_queue(self) -> None:
+        for queue in QUEUES:
+            state = self.core._queues[queue]
+            assert state.due <= earliest_due(state)
+            if state.due < math.inf:
+                assert (state.due, queue) in self.core._agenda
 
     @invariant()
     def agree_on_every_message(self) -> None:
@@ -344,6 +363,19 @@ class CoreVersusModel(RuleBasedStateMachine):
                 assert view.group == messages[view.id].group
                 assert view.dedup_id == messages[view.id].dedup_id
             assert not self.gone & {v.id for v in page.messages}
+
+
+def earliest_due(queue: _Queue) -> float:
+    """When the queue's first time-driven transition is due, from its messages and dedup ids themselves (not from
+    the heaps the core keeps): a lease's end, a delay's end, a drop at retention, a dedup id's expiry."""
+    times = [expires_at for _, expires_at in queue.dedup.values()]
+    for message in queue.messages.values():
+        times.append(message.sent_at + queue.attributes.retention)
+        if message.state is State.LEASED and message.deadline_at is not None:
+            times.append(message.deadline_at)
+        if message.state is State.DELAYED and message.visible_at is not None:
+            times.append(message.visible_at)
+    return min(times, default=math.inf)
 
 
 CoreVersusModel.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)

@@ -1,15 +1,16 @@
 """The actor: the one task that owns the core, and the async facade (`ActorHandle`) every other task reaches it by.
 
 Nothing else touches the core. Commands arrive over a bounded trio memory channel, each with a one-shot reply
-slot. Per wake-up the actor drains every waiting command, applies them in order, serves parked long polls,
-commits the batch's changes to the journal (if there is one) in a worker thread, and only then answers all of
-them without ever blocking: a requester that has gone is skipped, and leases meant for it go straight back to
-their queue. Receives with `wait` park here until a message is ready or their time is up.
+slot; a request waits at most `inbox_timeout` seconds for room there, then fails with Overloaded, not applied
+(the server's own housekeeping waits as long as it takes). Per wake-up the actor drains every waiting command,
+applies them in order, serves parked long polls, commits the batch's changes to the journal (if there is one) in
+a worker thread, and only then answers all of them without ever blocking: a requester that has gone is skipped,
+and leases meant for it go straight back to their queue. Receives with `wait` park here until a message is ready
+or their time is up, at most `max_long_polls` at once (one more fails with TooManyLongPolls).
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
@@ -26,6 +27,7 @@ import trio
 
 from wonderq.clock import WallClock
 from wonderq.commands import (
+    HOUSEKEEPING,
     LEASE_ONLY,
     AnyCommand,
     Command,
@@ -38,7 +40,7 @@ from wonderq.commands import (
     execute,
 )
 from wonderq.core import Core
-from wonderq.errors import ShuttingDown, StorageFull, WonderQError
+from wonderq.errors import Overloaded, ShuttingDown, StorageFull, TooManyLongPolls, WonderQError
 from wonderq.metrics import Metrics
 from wonderq.model import Changes, Lease, Outgoing, Snapshot
 from wonderq.store import message_cost
@@ -125,27 +127,41 @@ class ActorStatistics:
 class ActorHandle:
     """What handlers hold: send a command, await its reply. Safe to share between any number of tasks."""
 
-    def __init__(self, inbox: trio.MemorySendChannel[Envelope], actor: Actor) -> None:
+    def __init__(self, inbox: trio.MemorySendChannel[Envelope], actor: Actor, inbox_timeout: float) -> None:
         self._inbox = inbox
         self._actor = actor
+        self._inbox_timeout = inbox_timeout
         self.metrics = actor.metrics
         self.clock = actor.clock  # the broker's clock, to compare with the epoch times in replies
 
     async def ask(self, command: Command[R]) -> R:
+        """The reply to `command`. Raises Overloaded if the inbox stayed full for `inbox_timeout` seconds (the
+        command was not applied), unless it is housekeeping, which waits for room as long as it takes."""
         slot = ReplySlot[R]()
-        envelope = cast(Envelope, (command, slot))
         started = trio.current_time()
         try:
-            await self._inbox.send(envelope)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise ShuttingDown("the broker is shutting down") from None
-        try:
-            return await slot.wait()
-        except BaseException:
-            self._return_late_leases(command, slot)
-            raise
+            await self._post(command, slot)
+            try:
+                return await slot.wait()
+            except BaseException:
+                self._return_late_leases(command, slot)
+                raise
         finally:  # errors and cancelled waits are answers too: every ask is timed
             self.metrics.observe_command(type(command).__name__, trio.current_time() - started)
+
+    async def _post(self, command: Command[R], slot: ReplySlot[R]) -> None:
+        patience = math.inf if isinstance(command, HOUSEKEEPING) else self._inbox_timeout
+        try:
+            with trio.move_on_after(patience):
+                await self._inbox.send(cast(Envelope, (command, slot)))
+                return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ShuttingDown("the broker is shutting down") from None
+        # A cancelled send sends nothing: the actor never sees this command.
+        raise Overloaded(
+            f"the broker is overloaded: its inbox stayed full for {patience:g} s (INBOX_TIMEOUT); nothing was done,"
+            " try again shortly"
+        )
 
     def statistics(self) -> ActorStatistics:
         return self._actor.statistics()
@@ -154,9 +170,13 @@ class ActorHandle:
         late = slot.undelivered()
         if not isinstance(command, Receive) or not isinstance(late, outcome.Value) or not late.value:
             return
-        # If the inbox is full or closed the leases still end at their deadline: delayed, never lost.
-        with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-            self._inbox.send_nowait((ReturnUndelivered(command.queue, late.value), ReplySlot[None]()))
+        returned = ReturnUndelivered(command.queue, late.value)
+        try:
+            self._inbox.send_nowait((returned, ReplySlot[None]()))
+        except trio.WouldBlock:  # a full inbox: the actor is about to wake, and takes these first
+            self._actor.take_back(returned)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # shutting down: the leases end at their deadline (they are journaled), delayed, never lost
 
 
 @dataclass(eq=False, slots=True)
@@ -178,7 +198,11 @@ class Actor:
         *,
         run_blocking: BlockingRunner = trio.to_thread.run_sync,
         metrics: Metrics | None = None,
+        max_long_polls: int | None = None,
+        inbox_timeout: float = math.inf,
     ) -> None:
+        """`max_long_polls`: receives parked at once (None: no limit); `inbox_timeout`: seconds a request waits
+        for room in the inbox before it fails with Overloaded."""
         if journal is not None and not core.tracks_changes:
             raise ValueError("a journaled actor needs a core made with track_changes=True")
         self._core = core
@@ -192,13 +216,21 @@ class Actor:
         self._parked: dict[str, deque[_Parked]] = {}
         self._parked_deadlines: list[tuple[float, int, _Parked]] = []
         self._parked_count = 0
+        self._max_long_polls = max_long_polls
+        self._abandoned_forgotten_at = -1  # the batch that last counted out parked receives whose requester left
         self._parking = True  # False once shutting down: receives with `wait` then answer at once
+        self._taken_back: list[ReturnUndelivered] = []  # leases returned while the inbox was full
         self._order = itertools.count()
         self._replies: list[tuple[AnyCommand | Control, ReplySlot[Any], outcome.Outcome[Any]]] = []
         self._commands = 0
         self._batches = 0
         self.metrics = metrics or Metrics()
-        self.handle = ActorHandle(self._send, self)
+        self.handle = ActorHandle(self._send, self, inbox_timeout)
+
+    def take_back(self, returned: ReturnUndelivered) -> None:
+        """Accept leases whose requester went away, when the inbox is full: they go in at the next wake-up (which a
+        full inbox makes certain), before the commands waiting there, so that they are never dropped."""
+        self._taken_back.append(returned)
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(
@@ -240,6 +272,9 @@ class Actor:
             wake_at = -math.inf
         with trio.move_on_at(wake_at):
             batch.append(await self._inbox.receive())
+        if self._taken_back:
+            batch[:0] = [(returned, ReplySlot[None]()) for returned in self._taken_back]
+            self._taken_back = []
         while len(batch) < MAX_DRAIN:
             try:
                 batch.append(self._inbox.receive_nowait())
@@ -269,9 +304,30 @@ class Actor:
             self._replies.append((command, slot, outcome.Error(error)))
             return
         if isinstance(command, Receive) and not result and command.wait > 0 and self._parking:
-            self._park(command, slot, now)
+            if self._room_to_park():
+                self._park(command, slot, now)
+            else:  # it leased nothing: refusing it changes nothing
+                busy = TooManyLongPolls(
+                    f"{self._parked_count} receives are waiting for messages already, the limit (MAX_LONG_POLLS);"
+                    " try again shortly"
+                )
+                self._replies.append((command, slot, outcome.Error(busy)))
             return
         self._replies.append((command, slot, outcome.Value(result)))
+
+    def _room_to_park(self) -> bool:
+        """Whether one more receive may park. At the limit, parked receives whose requester has gone stop
+        counting first (a walk over them all, at most once per batch)."""
+        limit = self._max_long_polls
+        if limit is None or self._parked_count < limit:
+            return True
+        if self._abandoned_forgotten_at != self._batches:
+            self._abandoned_forgotten_at = self._batches
+            for waiting in self._parked.values():
+                for parked in waiting:
+                    if parked.slot.abandoned:
+                        self._finish(parked)  # its entries go when they reach the front of their orders
+        return self._parked_count < limit
 
     def _park(self, command: Receive, slot: ReplySlot[list[Lease]], now: float) -> None:
         parked = _Parked(command, slot, deadline=self._clock.to_trio(now + command.wait))

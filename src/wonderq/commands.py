@@ -73,7 +73,8 @@ class Send(Command[list[str]]):
 @dataclass(frozen=True, slots=True)
 class Receive(Command[list[Lease]]):
     """Lease up to `max_messages`. With `wait` > 0 the actor parks the request until a message is ready or
-    `wait` seconds pass; the reply is then an empty list."""
+    `wait` seconds pass; the reply is then an empty list. If its limit of parked receives is reached, a receive
+    that would park fails with TooManyLongPolls instead."""
 
     queue: str
     max_messages: int = 1
@@ -183,6 +184,11 @@ AnyCommand: TypeAlias = (
     | ReturnUndelivered
     | Expire
 )
+
+HOUSEKEEPING = (Expire, Compact, StopParking)
+"""Commands the server sends itself (the ticker, the compactor, the shutdown): they wait for room in the actor's
+inbox however long it takes, where a client's request gives up after INBOX_TIMEOUT, since failing one would skip
+a sweep or a compaction, or leave long polls parked through a shutdown."""
 
 LEASE_ONLY = (Receive, ChangeVisibility, ReturnUndelivered, Expire, GetQueue, ListQueues, Peek)
 """Commands that change only leases (handing them out, moving or ending them) and make the transitions that

@@ -125,6 +125,8 @@ class Settings(BaseSettings):
             max_message_bytes=self.max_message_bytes,
             max_batch=self.max_batch,
             default_visibility_timeout=self.default_processing_time,
+            max_queues=self.max_queues,
+            max_queue_messages=self.max_queue_messages,
         )
 
 

@@ -14,7 +14,9 @@ Rules
    that name it as their dead-letter queue), so no answer depends on a tick. A sweep does at most
    `sweep_slice` transitions of each kind per call, so that 100,000 leases ending at one moment do not stall
    everything behind one call: the rest wait for the next calls (and the ticker's rounds, each its own
-   command), and until then still count as LEASED in the stats and wait to go out again.
+   command), and until then still count as LEASED in the stats and wait to go out again. The sweep (`expire`)
+   finds the queues with due work on an agenda, so its cost follows those queues, not the number of queues:
+   every change that can make a queue's earliest due time earlier files that time there (see `_schedule`).
 4. Every delivery makes a fresh receipt `<message id>.<token>`. Ack and visibility changes need the receipt of
    the live lease; anything else fails with LeaseLost (or MessageNotFound) and changes nothing.
 5. READY messages are delivered lowest priority first, then lowest id, never more at once than a queue's
@@ -43,11 +45,18 @@ Transitions
 
 Heaps (and the arrivals deque) hold stale entries (a lease extended, released or acked leaves its old deadline
 entry behind); an entry is acted on only if it still matches the message, and is dropped when it reaches the top.
+So does the agenda: an entry is live only while its queue exists and its time is that queue's `due`.
+
+Caps (Limits): at most `max_queues` queues (creating another fails with TooManyQueues) and at most
+`max_queue_messages` messages per queue (a send past it fails with QueueFull and stores nothing). Only sends
+are capped: moving a message (a dead letter, a redrive) is never refused, since it adds nothing to the server's
+total and a dead letter must never be lost, so a queue can hold more than the cap through moves.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import re
 import sys
 from collections import deque
@@ -64,8 +73,10 @@ from wonderq.errors import (
     LeaseLost,
     MessageNotFound,
     MessageTooLarge,
+    QueueFull,
     QueueInUse,
     QueueNotFound,
+    TooManyQueues,
     WonderQError,
 )
 from wonderq.model import (
@@ -129,6 +140,8 @@ class Limits:
     max_message_bytes: int
     max_batch: int
     default_visibility_timeout: float  # seconds
+    max_queues: int = 0  # queues on this server; 0: no limit
+    max_queue_messages: int = 0  # messages one queue may hold after a send; 0: no limit
 
 
 class _RareField(Generic[T]):
@@ -290,6 +303,8 @@ class _Queue:
     dead_lettered: int = 0
     redriven: int = 0
     dead_letters: int = 0  # messages here now with a source_queue (derived: rebuilt on restore, not journaled)
+    # Epoch seconds of this queue's live agenda entry: at or before its earliest due transition; inf: none due.
+    due: float = math.inf
 
     def push_ready(self, message: _Message) -> None:
         """File a READY message in the order it goes out by."""
@@ -435,6 +450,8 @@ class Core:
         self._new_token = new_token
         self._queues: dict[str, _Queue] = {}
         self._feeders: dict[str, set[str]] = {}  # dead-letter queue -> the queues that name it
+        # Heap of (epoch seconds, queue name): when each queue next has a transition due (see `_schedule`).
+        self._agenda: list[tuple[float, str]] = []
         self._track = track_changes
         self._dirty_messages: dict[str, tuple[str, bool]] = {}  # id -> (queue, inserted since the last drain)
         self._dirty_queues: set[str] = set()
@@ -503,6 +520,7 @@ class Core:
             raise InvalidParameter("max_receives needs a dead_letter_queue to move messages to")
         created = queue is None
         if queue is None:
+            self._check_room_for_a_queue(name)
             queue = self._queues[name] = _new_queue(name, attributes, now)
         else:
             self._advance(queue, now)  # what was due happens under the old attributes
@@ -510,7 +528,16 @@ class Core:
             self._set_dead_letter_queue(name, None if created else old.dead_letter_queue, attributes.dead_letter_queue)
             queue.attributes = attributes
             self._touch_queue(queue)
+            self._schedule(queue, self._next_due(queue))  # a shorter retention brings the front's drop forward
         return self._stats(queue), created
+
+    def _check_room_for_a_queue(self, name: str) -> None:
+        cap = self.limits.max_queues
+        if cap and len(self._queues) >= cap:
+            raise TooManyQueues(
+                f"cannot create queue {name!r}: this server holds {len(self._queues)} queues, its limit"
+                f" (MAX_QUEUES) is {cap}; delete a queue first"
+            )
 
     def delete_queue(self, name: str, *, now: float) -> None:
         queue = self._queue(name, now)
@@ -594,16 +621,18 @@ class Core:
                     raise InvalidParameter("a dedup id is 1 to 128 printable ASCII characters without spaces")
             except InvalidParameter as error:
                 raise InvalidParameter(f"{where}: {error.message}") from None
-        if name not in self._queues:
+        if existing is None:
+            self._check_room_for_a_queue(name)
+        self._check_room_for_messages(name, outgoing, now)
+        if existing is None:
             self.put_queue(name, visibility_timeout=None, now=now)
         queue = self._queue(name, now)
+        fifo = queue.groups is not None
         ids = []
         new = 0
         for entry in outgoing:
-            group = entry.group if queue.groups is None or entry.group is not None else ""
-            # The window's key: the dedup id, or with a per-group scope the group and the id (a newline is in
-            # neither, so keys of different groups never meet).
-            key = entry.dedup_id if not entry.dedup_per_group else f"{group or ''}\n{entry.dedup_id}"
+            group = _group(entry, fifo)
+            key = _dedup_key(entry, group)
             if key is not None and key in queue.dedup:
                 ids.append(queue.dedup[key][0])  # a repeat: the first send's id, nothing stored
                 continue
@@ -613,6 +642,7 @@ class Core:
                 expires_at = now + DEDUP_WINDOW
                 queue.dedup[key] = (message_id, expires_at)
                 queue.dedup_order.append((expires_at, key))
+                self._schedule(queue, expires_at)
                 if self._track:
                     self._dirty_dedup[name, key] = DedupRecord(name, key, message_id, expires_at)
             delay = queue.attributes.delay if entry.delay is None else entry.delay
@@ -631,6 +661,7 @@ class Core:
                 message.visible_at = now + delay
                 heapq.heappush(queue.delayed, (message.visible_at, message_id))
                 queue.delayed_count += 1
+                self._schedule(queue, message.visible_at)
             else:
                 queue.push_ready(message)
             ids.append(message_id)
@@ -640,7 +671,31 @@ class Core:
         if new:
             queue.sent += new
             self._touch_queue(queue)
+            self._schedule(queue, now + queue.attributes.retention)  # its drop, should it be the oldest
         return ids
+
+    def _check_room_for_messages(self, name: str, outgoing: Sequence[Outgoing], now: float) -> None:
+        """Refuse a send that would leave queue `name` holding more than `max_queue_messages` messages; repeats of
+        a dedup id in its window add nothing, so they do not count."""
+        cap = self.limits.max_queue_messages
+        queue = self._queue(name, now) if name in self._queues else None
+        held = len(queue.messages) if queue is not None else 0
+        if not cap or held + len(outgoing) <= cap:
+            return
+        remembered = queue.dedup if queue is not None else {}
+        keys: set[str] = set()
+        new = 0
+        for entry in outgoing:
+            key = _dedup_key(entry, _group(entry, is_fifo(name)))
+            if key is None or not (key in remembered or key in keys):
+                new += 1
+                if key is not None:
+                    keys.add(key)
+        if held + new > cap:
+            raise QueueFull(
+                f"queue {name!r} holds {held} messages: {new} more would pass its limit (MAX_QUEUE_MESSAGES) of"
+                f" {cap}; receive and acknowledge some first"
+            )
 
     # ---- receiving ----------------------------------------------------------------------------------
 
@@ -682,6 +737,7 @@ class Core:
         queue.received += len(leases)
         if leases:
             self._touch_queue(queue)
+            self._schedule(queue, deadline_at)
         return leases
 
     def _lease_if_ready(
@@ -781,6 +837,7 @@ class Core:
         message.deadline_at = now + visibility_timeout
         heapq.heappush(queue.deadlines, (message.deadline_at, message.id, receipt))
         self._touch(queue, message)
+        self._schedule(queue, message.deadline_at)  # a shorter lease ends before what the agenda has
         return message.deadline_at
 
     def delete(self, name: str, message_id: str, *, now: float) -> bool:
@@ -866,24 +923,66 @@ class Core:
             yield from sorted(m.id for m in queue.messages.values() if m.state is State.READY)
 
     def expire(self, *, now: float) -> int:
-        """Sweep every queue's due transitions, at most a slice of each kind per queue (rule 3): leases that
-        ended, delays that passed, messages past retention. Returns how many leases ended; `behind` tells
-        whether anything due is left for another call."""
-        return sum(self._advance(queue, now) for queue in self._queues.values())
+        """Sweep the due transitions of the queues the agenda says are due, at most `sweep_slice` queues per call
+        and a slice of each kind per queue (rule 3): leases that ended, delays that passed, messages past
+        retention, dedup ids past their window. Returns how many leases ended; `behind` tells whether anything
+        due is left for another call. Queues with nothing due cost nothing."""
+        agenda = self._agenda
+        due: list[_Queue] = []
+        while agenda and agenda[0][0] <= now and len(due) < self._slice:
+            at, name = heapq.heappop(agenda)
+            queue = self._queues.get(name)
+            if queue is not None and queue.due == at:  # else stale: the queue is gone, or filed earlier since
+                queue.due = math.inf
+                due.append(queue)
+        ended = 0
+        for queue in due:  # filed again only after the loop above: one slice per queue and call
+            ended += self._advance(queue, now)
+            self._schedule(queue, self._next_due(queue))
+        return ended
 
     def behind(self, *, now: float) -> bool:
-        """Whether some queue may still have a due transition that no sweep has made yet (the heads of its
-        orders are due; a head may turn out stale, so this can say True once with nothing left to do)."""
-        for queue in self._queues.values():
-            if (queue.deadlines and queue.deadlines[0][0] <= now) or (queue.delayed and queue.delayed[0][0] <= now):
-                return True
-            if queue.moved_in and queue.moved_in[0][0] + queue.attributes.retention <= now:
-                return True
-            if queue.arrivals:
-                oldest = queue.messages.get(queue.arrivals[0])
-                if oldest is None or oldest.sent_at + queue.attributes.retention <= now:
-                    return True
+        """Whether some queue may still have a due transition that no sweep has made yet (its agenda entry is due;
+        the work it stands for may turn out done already, so this can say True once with nothing left to do)."""
+        agenda = self._agenda
+        while agenda:
+            at, name = agenda[0]
+            queue = self._queues.get(name)
+            if queue is not None and queue.due == at:
+                return at <= now
+            heapq.heappop(agenda)  # stale
         return False
+
+    def _schedule(self, queue: _Queue, at: float) -> None:
+        """File on the agenda that `queue` has a transition due at `at` (epoch seconds), unless it is filed for
+        that time or earlier already. Every change that can make a queue's earliest due time earlier calls this
+        (a lease, a visibility change, a delayed or moved-in message, a first message, a dedup id, a shorter
+        retention), so each queue's `due` stays at or before its earliest due transition: the one entry per
+        queue that is live. The entries it replaces go stale; when they are most of the agenda, it is rebuilt
+        from the queues' `due`, so its memory follows the number of queues."""
+        if at >= queue.due:
+            return
+        queue.due = at
+        agenda = self._agenda
+        heapq.heappush(agenda, (at, queue.name))
+        if len(agenda) > 2 * len(self._queues) + 1024:
+            self._agenda = [(q.due, q.name) for q in self._queues.values() if q.due < math.inf]
+            heapq.heapify(self._agenda)
+
+    def _next_due(self, queue: _Queue) -> float:
+        """The earliest time at which a transition of `queue` may be due, from the heads of its orders (a head
+        may be stale: then it is early, never late); inf when nothing is waiting."""
+        heads = []
+        if queue.deadlines:
+            heads.append(queue.deadlines[0][0])
+        if queue.delayed:
+            heads.append(queue.delayed[0][0])
+        if queue.dedup_order:
+            heads.append(queue.dedup_order[0][0])
+        oldest = self._oldest_sent_at(queue)
+        if oldest is not None:
+            heads.append(oldest + queue.attributes.retention)
+        return min(heads, default=math.inf)
 
     # ---- looking without touching -------------------------------------------------------------------
 
@@ -1041,6 +1140,9 @@ class Core:
             if owner is not None:
                 owner.dedup[remembered.dedup_id] = (remembered.message_id, remembered.expires_at)
                 owner.dedup_order.append((remembered.expires_at, remembered.dedup_id))
+        self._agenda = []
+        for queue in self._queues.values():
+            self._schedule(queue, self._next_due(queue))
         self._last_id = snapshot.last_id
         self._dirty_messages = {}
         self._dirty_queues = set()
@@ -1056,7 +1158,9 @@ class Core:
         feeders = self._feeders.get(name)
         if feeders:  # their due leases may end in dead letters that belong here
             for feeder in feeders:
-                self._advance(self._queues[feeder], now)
+                source = self._queues[feeder]
+                if source.due <= now:  # else nothing of it is due (its agenda entry is later)
+                    self._advance(source, now)
         self._advance(queue, now)
         return queue
 
@@ -1183,6 +1287,7 @@ class Core:
         target.add(message)
         target.push_ready(message)
         heapq.heappush(target.moved_in, (message.sent_at, message.id))
+        self._schedule(target, message.sent_at + target.attributes.retention)  # it may be older than the rest
         if self._track:
             _, is_new = self._dirty_messages.get(message.id, (source.name, False))
             self._dirty_messages[message.id] = (target.name, is_new)
@@ -1262,6 +1367,17 @@ class Core:
         if moved_in:
             fronts.append(moved_in[0][0])
         return min(fronts) if fronts else None
+
+
+def _group(entry: Outgoing, fifo: bool) -> str | None:
+    """The message group a send files the message in: its own, or in a FIFO queue the default group ""."""
+    return entry.group if not fifo or entry.group is not None else ""
+
+
+def _dedup_key(entry: Outgoing, group: str | None) -> str | None:
+    """The dedup window's key of a send: its dedup id, or with a per-group scope the group and the id (a newline
+    is in neither, so keys of different groups never meet)."""
+    return entry.dedup_id if not entry.dedup_per_group else f"{group or ''}\n{entry.dedup_id}"
 
 
 def _merge(old: tuple[tuple[str, str], ...], changes: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:

@@ -96,7 +96,13 @@ async def serve(
     elif core is None:
         core = Core(limits=settings.limits(), new_id=TimeOrderedIds(), new_token=new_token)
     try:
-        actor = Actor(core, WallClock(), journal=store)
+        actor = Actor(
+            core,
+            WallClock(),
+            journal=store,
+            max_long_polls=settings.max_long_polls,
+            inbox_timeout=settings.inbox_timeout,
+        )
         app = create_app(actor.handle, settings, access)
         cap = listener.ConnectionCap(listener.connection_budget(settings.max_connections))
         stop = trio.Event() if shutdown is None else shutdown

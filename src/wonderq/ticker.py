@@ -3,7 +3,8 @@
 
 They only make things prompt (expiry, and long polls waiting for an expired message) or small (the disk);
 receives and acks check deadlines themselves, so correctness never depends on them. A storage error in one
-round is logged and the next round tries again.
+round is logged and the next round tries again. Their commands are housekeeping (commands.HOUSEKEEPING): when
+the actor's inbox is full they wait for room as long as it takes, where a client's request gives up.
 """
 
 from __future__ import annotations
