@@ -4,11 +4,19 @@ with its error code that changes nothing, on API v1, the classic routes and the 
 
 from __future__ import annotations
 
+import logging
+from functools import partial
 from typing import Any
 
 import httpx
+import pytest
+import trio
 
+from tests.helpers import settings
 from tests.servers import serving
+from wonderq.core import Core
+from wonderq.ids import TimeOrderedIds, new_token
+from wonderq.server import serve
 
 SQS_HEADERS = {"content-type": "application/x-amz-json-1.0"}
 
@@ -60,3 +68,24 @@ async def test_max_long_polls_refuses_a_receive_that_would_park() -> None:
         sent = (await http.post("/v1/queues/q/messages", content=b"x")).json()["id"]
         (message,) = (await http.post("/v1/queues/q/receive", json={"wait": 1})).json()["messages"]
         assert message["id"] == sent  # a receive that finds a message at once is never refused
+
+
+async def test_a_store_already_at_max_queues_without_the_classic_queue_still_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The cap was lowered after `default` was deleted: creating it at start-up raised, and the server died."""
+    chosen = settings(max_queues=2)
+    core = Core(limits=chosen.limits(), new_id=TimeOrderedIds(), new_token=new_token)
+    for name in ("a", "b"):
+        core.put_queue(name, visibility_timeout=None, now=0.0)
+    shutdown = trio.Event()
+    with caplog.at_level(logging.WARNING):
+        async with trio.open_nursery() as nursery:
+            url = (await nursery.start(partial(serve, chosen, shutdown=shutdown, core=core)))[0]
+            async with httpx.AsyncClient(base_url=url) as http:
+                assert (await http.get("/health")).status_code == 200
+                classic = await http.get("/readMessage")
+                assert (classic.status_code, code(classic)) == (404, "queue_not_found")
+                assert (await http.post("/v1/queues/a/messages", content=b"x")).status_code == 201
+            shutdown.set()
+    assert "could not be created: the server holds MAX_QUEUES queues" in caplog.text

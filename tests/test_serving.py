@@ -364,3 +364,17 @@ async def test_a_client_hanging_up_on_an_early_reply_logs_no_error(caplog: pytes
                     for _ in range(100):
                         nursery.start_soon(one, port)
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_replies_keep_their_connection_alive() -> None:
+    """A reply says Connection: close only when it left before its body arrived: every other keeps alive."""
+    text = {"content-type": "text/plain"}
+    async with serving() as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        replies = [
+            await http.get("/health"),
+            await http.post("/v1/queues/q/messages", content=b"ok", headers=text),
+            await http.post("/v1/queues/q/receive", json={"max": 1}),
+            await http.post("/v1/queues/q/purge"),
+            await http.get("/v1/queues/nope"),
+        ]
+    assert [reply.headers.get("connection") for reply in replies] == [None] * len(replies)

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000  # open connections at once
     max_queues: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000  # queues on this server
     max_queue_messages: Annotated[int, Field(ge=0)] = 1_000_000  # messages in one queue; 0: no limit
-    max_long_polls: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000  # receives waiting at once
+    max_long_polls: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000  # receives waiting at once; 0: no long polls
     max_streams: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000  # streaming (WebSocket) connections at once
     stream_buffer_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 1 * MIB  # unsent frames per socket
     body_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0  # seconds to receive a whole request body

@@ -54,6 +54,7 @@ from wonderq.errors import (
     RequestTimeout,
     RequestTooLarge,
     RouteNotFound,
+    TooManyQueues,
     Unauthorized,
     WonderQError,
 )
@@ -425,9 +426,11 @@ def log_access(level: int, args: tuple[object, ...], fields: dict[str, object]) 
 
 
 def _body_received(current: Any) -> bool:
-    """Whether the whole body of the request being answered has arrived (quart's Body marks it complete)."""
+    """Whether the whole body of the request being answered has arrived: it declared none, or quart's Body marks
+    it complete."""
+    declared = bool(current.content_length) or "chunked" in current.headers.get("Transfer-Encoding", "").lower()
     complete = getattr(current.body, "_complete", None)
-    return complete is None or complete.is_set()
+    return not declared or complete is None or complete.is_set()
 
 
 # ---- the app ------------------------------------------------------------------------------------------
@@ -512,7 +515,14 @@ def create_app(handle: ActorHandle, settings: Settings, access: Access | None = 
 
     @app.before_serving
     async def _create_classic_queue() -> None:
-        await handle.ask(PutQueue(CLASSIC_QUEUE))
+        try:
+            await handle.ask(PutQueue(CLASSIC_QUEUE))
+        except TooManyQueues:  # the store already holds MAX_QUEUES others: serve them, without the classic queue
+            log.warning(
+                "the queue %r could not be created: the server holds MAX_QUEUES queues; the classic routes answer"
+                " queue_not_found until one is deleted and the server restarted",
+                CLASSIC_QUEUE,
+            )
 
     @app.errorhandler(WonderQError)
     async def _domain_error(error: WonderQError) -> Response:
