@@ -170,6 +170,47 @@ async def test_a_body_that_never_comes_times_out(path: str, content_type: str) -
         assert (await http.get("/v1/queues/jobs")).status_code == 404  # nothing was sent
 
 
+async def closed_after(stream: trio.SocketStream, trickle: bytes, every: float, limit: float) -> float:
+    """Send `trickle` a byte at a time, one every `every` seconds, until the server closes the connection;
+    the seconds that took (at most `limit`). Anything the server sends first fails the test: it has no whole
+    request to answer."""
+    started = trio.current_time()
+    with trio.fail_after(limit):
+        try:
+            for byte in trickle:
+                await stream.send_all(bytes([byte]))
+                with trio.move_on_after(every):
+                    assert await stream.receive_some(100) == b""
+                    break
+            else:
+                assert await stream.receive_some(100) == b""
+        except trio.BrokenResourceError:  # a byte sent after the close: the peer's reset
+            pass
+    return trio.current_time() - started
+
+
+async def test_headers_that_never_end_are_closed_by_the_idle_timeout() -> None:
+    """A slowloris: headers that trickle in a byte at a time do not restart the clock, so the connection is
+    closed IDLE_TIMEOUT after it opened however long the headers go on."""
+    async with serving(idle_timeout=0.5) as url:
+        port = int(url.rsplit(":", 1)[1])
+        endless = (f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n" + "X-Pad: " + "a" * 400).encode()
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        assert 0.4 < await closed_after(stream, endless, every=0.05, limit=5) < 2.0  # 20 s of trickle it would take
+        await stream.aclose()
+        # an idle keep-alive connection goes the same way, after a reply that was whole
+        idle = await trio.open_tcp_stream("127.0.0.1", port)
+        assert b" 200 " in await request_over(idle, health(port))
+        with trio.fail_after(5):
+            assert await idle.receive_some(100) == b""
+        await idle.aclose()
+
+
+def test_the_idle_timeout_is_hypercorns_keep_alive_timeout() -> None:
+    assert hypercorn_config(settings()).keep_alive_timeout == 5.0
+    assert hypercorn_config(settings(idle_timeout=30)).keep_alive_timeout == 30
+
+
 def test_the_listen_backlog_is_configurable() -> None:
     assert hypercorn_config(settings()).backlog == 4096
     assert hypercorn_config(settings(backlog=128)).backlog == 128

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     max_streams: Annotated[int, Field(ge=0, le=1_000_000)] = 1_000  # streaming (WebSocket) connections at once
     stream_buffer_bytes: Annotated[int, Field(ge=1024, le=1024 * MIB)] = 1 * MIB  # unsent frames per socket
     body_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0  # seconds to receive a whole request body
+    # seconds a connection may sit idle between requests, and the most a request's headers may take to arrive
+    # (hypercorn's keep-alive timer runs from the end of one reply, or the connect, until the next headers are whole)
+    idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 5.0
     inbox_timeout: Annotated[float, Field(gt=0, le=3600)] = 5.0  # seconds a request waits for the actor's inbox
     backlog: Annotated[int, Field(ge=1, le=65_535)] = 4_096  # listen backlog (the kernel caps it at somaxconn)
     graceful_timeout: Annotated[float, Field(ge=0, le=600)] = 5.0  # seconds requests in flight get at a shutdown

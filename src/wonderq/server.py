@@ -46,6 +46,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config = HypercornConfig()
     config.bind = [bind_address(settings.host, settings.port)]
     config.graceful_timeout = settings.graceful_timeout
+    config.keep_alive_timeout = settings.idle_timeout  # also bounds slow headers: a slowloris is closed by it
     config.accesslog = None
     config.errorlog = log
     config.backlog = settings.backlog
